@@ -1,0 +1,3 @@
+from mnist_lab.train import main
+
+main()

@@ -1,0 +1,97 @@
+"""The tutorial's three networks as plain PyTorch modules (no Lightning here)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Sequence
+
+from torch import Tensor, nn
+
+Init = Literal["default", "tutorial"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+}
+
+IMAGE_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+
+
+class _Net(nn.Module):
+    """Base for the networks: the `init` option and the tutorial's initialisation."""
+
+    tutorial_init: ClassVar = staticmethod(nn.init.normal_)  # tf.random_normal: N(0, 1)
+
+    def _initialise(self, init: Init) -> None:
+        if init not in ("default", "tutorial"):
+            raise ValueError(f"init must be 'default' or 'tutorial', got {init!r}")
+        if init == "tutorial":
+            for param in self.parameters():
+                self.tutorial_init(param)
+
+
+class SoftmaxRegression(_Net):
+    """Softmax regression: a single linear layer from 784 pixels to 10 logits."""
+
+    tutorial_init = staticmethod(nn.init.zeros_)  # tf.zeros, as the tutorial's code shows
+
+    def __init__(self, init: Init = "default") -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, NUM_CLASSES))
+        self._initialise(init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class MLP(_Net):
+    """Multi-layer perceptron, 784-256-256-10 with sigmoid units in the tutorial."""
+
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "sigmoid",
+        init: Init = "default",
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 784
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            width = size
+        layers.append(nn.Linear(width, NUM_CLASSES))
+        self.layers = nn.Sequential(*layers)
+        self._initialise(init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class CNN(_Net):
+    """Two 5x5 SAME conv + 2x2 max-pool blocks (32, 64 channels), fc 1024 with dropout, fc 10."""
+
+    def __init__(self, dropout: float = 0.25, init: Init = "default") -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(7 * 7 * 64, 1024),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(1024, NUM_CLASSES),
+        )
+        self._initialise(init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,58 @@
+"""Shared fixtures: composed configs, real MNIST from MNIST_LAB_DATA_DIR, and one real fit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mnist_lab.cli import config_dir
+from mnist_lab.train import train
+
+DATA_DIR = os.environ.get("MNIST_LAB_DATA_DIR", "")
+HAVE_MNIST = bool(DATA_DIR) and (Path(DATA_DIR) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+requires_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
+
+# Quiet, fast runs: no progress bar, no model summary.
+QUIET = ["trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+
+
+def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
+    """The train config as `python -m mnist_lab` would compose it, writing into `output_dir`."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={output_dir}", *QUIET, *overrides])
+
+
+def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
+    """One real in-process training run; returns its metrics.json contents."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return train(compose_train(output_dir, *overrides))
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m mnist_lab ...` in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_lab", *args],
+        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One epoch of the default model (sigmoid MLP, Adam) on the full training split."""
+    if not HAVE_MNIST:
+        pytest.skip("set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
+    run_dir = tmp_path_factory.mktemp("mlp_run")
+    return run_dir, fit(run_dir, "model=mlp", "trainer.max_epochs=1")
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the train config with overrides, writing into this test's tmp_path."""
+    return lambda *overrides: compose_train(tmp_path, *overrides)

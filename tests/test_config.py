@@ -1,0 +1,83 @@
+"""The Hydra configs: every menu entry composes, builds, and ships inside the wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from conftest import run_cli
+from mnist_lab.classifier import Classifier
+from mnist_lab.nets import CNN, MLP, SoftmaxRegression
+from mnist_lab.train import instantiate_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("model", "net_cls"), [("softmax", SoftmaxRegression), ("mlp", MLP), ("cnn", CNN)])
+def test_every_model_config_builds_its_network_inside_the_classifier(compose_cfg, model, net_cls):
+    cfg = compose_cfg(f"model={model}")
+    classifier = Classifier(net=cfg.model, optimizer=cfg.optimizer)
+    assert isinstance(classifier.net, net_cls)
+    assert classifier(classifier.example_input_array).shape == (1, 10)
+
+
+def test_defaults_are_the_mlp_adam_1e3_batch_100_and_the_95_percent_stop(compose_cfg):
+    cfg = compose_cfg()
+    assert cfg.model._target_ == "mnist_lab.nets.MLP" and cfg.model.activation == "sigmoid"
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
+    assert cfg.data.batch_size == 100 and cfg.data.normalize is False
+    stop = [c for c in instantiate_all(cfg.callbacks) if isinstance(c, EarlyStopping)]
+    assert len(stop) == 1 and stop[0].monitor == "train/acc" and stop[0].stopping_threshold == 0.95
+
+
+def test_sgd_optimizer_config_builds_sgd_over_the_model_parameters(compose_cfg):
+    cfg = compose_cfg("optimizer=sgd", "optimizer.lr=0.05")
+    optimizer = Classifier(net=cfg.model, optimizer=cfg.optimizer).configure_optimizers()
+    assert type(optimizer).__name__ == "SGD" and optimizer.param_groups[0]["lr"] == 0.05
+
+
+def test_stop_rule_can_be_switched_off_leaving_the_checkpoints(compose_cfg):
+    callbacks = instantiate_all(compose_cfg("callbacks.accuracy_stop=null").callbacks)
+    assert not any(isinstance(c, EarlyStopping) for c in callbacks)
+    assert any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks)
+
+
+def test_unknown_model_fails_with_hydras_list_of_options():
+    result = run_cli("model=resnet")
+    assert result.returncode == 1
+    assert "Available options" in result.stderr
+    assert all(name in result.stderr for name in ("softmax", "mlp", "cnn"))
+
+
+def test_configs_ship_in_the_wheel_and_compose_from_an_installed_copy(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True, cwd=tmp_path,
+    )
+    wheel = next(tmp_path.glob("mnist_lab-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {n.split("mnist_lab/conf/", 1)[1] for n in names if "mnist_lab/conf/" in n}
+    in_checkout = {str(p.relative_to(ROOT / "conf")) for p in (ROOT / "conf").rglob("*.yaml")}
+    assert shipped == in_checkout
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mnist-lab = mnist_lab.train:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "--cfg", "job", "model=cnn"], cwd=elsewhere,
+                            capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert "mnist_lab.nets.CNN" in result.stdout
+    assert str(site) in subprocess.run(
+        [sys.executable, "-c", "from mnist_lab.cli import config_dir; print(config_dir())"],
+        cwd=elsewhere, capture_output=True, text=True, env={"PYTHONPATH": str(site)},
+    ).stdout
