@@ -8,6 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -22,11 +23,18 @@ class Classifier(L.LightningModule):
 
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
     hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
+
+    Training batches may be stacks of K mini-batches, shaped (K, B, 1, 28, 28): one training_step
+    then makes K optimizer steps, one per mini-batch, so Lightning's per-step cost is paid once per
+    K steps (like Keras' `steps_per_execution`). On a single device without a gradient scaler the
+    steps go straight to torch; Lightning's per-step backward and optimizer-step hooks are then not
+    called (they still are with DDP or 16-bit mixed precision).
     """
 
     def __init__(self, net: Mapping[str, Any], optimizer: Mapping[str, Any]) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False  # training_step makes its own optimizer steps
         self.net = instantiate(net)
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
@@ -34,43 +42,73 @@ class Classifier(L.LightningModule):
             MulticlassAccuracy(NUM_CLASSES, average="micro") for _ in range(3)
         )
         self.val_acc_best = MaxMetric()
+        self._direct_steps = False
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for a batch of images shaped (N, 1, 28, 28)."""
         return self.net(x)
 
-    def _shared_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        loss_metric.update(loss, weight=y.numel())
-        acc_metric.update(logits, y)
-        return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self._shared_step(batch, self.train_loss, self.train_acc)
-        # Metric objects: Lightning computes them once per epoch, no per-step host sync.
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+    def on_fit_start(self) -> None:
+        precision = self.trainer.precision_plugin
+        self._direct_steps = isinstance(self.trainer.strategy, SingleDeviceStrategy) and (
+            getattr(precision, "scaler", None) is None
+        )
 
     def on_train_start(self) -> None:
         # Sanity-check validation must not count towards the best validation accuracy.
         self.val_acc_best.reset()
 
+    def _optimizer_step(self, optimizer: L.pytorch.core.optimizer.LightningOptimizer, loss: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if self._direct_steps:
+            loss.backward()
+            optimizer._on_before_step()  # Lightning's step counter (trainer.global_step)
+            optimizer.optimizer.step()
+            optimizer._on_after_step()
+        else:
+            self.manual_backward(loss)
+            optimizer.step()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        """One optimizer step per mini-batch; a stack of K mini-batches makes K steps."""
+        x, y = batch
+        if x.dim() == 4:
+            x, y = x.unsqueeze(0), y.unsqueeze(0)
+        optimizer = self.optimizers()
+        losses, logits = [], []
+        for xb, yb in zip(x, y):
+            out = self(xb)
+            loss = F.cross_entropy(out, yb)
+            self._optimizer_step(optimizer, loss)
+            losses.append(loss.detach())
+            logits.append(out.detach())
+        # One metric update per call, not per mini-batch; nothing here waits for the device.
+        self.train_loss.update(torch.stack(losses), weight=y.shape[1])
+        self.train_acc.update(torch.cat(logits), y.flatten())
+
+    def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        loss_metric.update(F.cross_entropy(logits, y), weight=y.numel())
+        acc_metric.update(logits, y)
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._shared_step(batch, self.val_loss, self.val_acc)
-        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self._eval_step(batch, self.val_loss, self.val_acc)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss, self.test_acc)
+
+    # Metrics are logged once per epoch: logging a metric object costs about a millisecond a call.
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({"train/loss": self.train_loss, "train/acc": self.train_acc}, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
+        self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute())
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._shared_step(batch, self.test_loss, self.test_acc)
-        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
-        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
         """Class probabilities for a batch of images (labels, if present, are ignored)."""

@@ -1,14 +1,14 @@
-"""MNIST as a LightningDataModule: the whole dataset held in memory as tensors."""
+"""MNIST as a LightningDataModule: the whole dataset held in memory as tensors, batches by indexing."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
 from mnist_lab.errors import DataNotFoundError
@@ -16,11 +16,57 @@ from mnist_lab.errors import DataNotFoundError
 DatasetFactory = Callable[..., MNIST]
 
 
-def batch_loader(dataset: TensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
-    """A DataLoader that builds each batch with one tensor index, not one sample at a time."""
-    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-    # batch_size=None: the sampler yields whole index lists and TensorDataset indexes with them.
-    return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
+class IndexBatches:
+    """One epoch of indices: mini-batches of `batch_size`, shuffled by a generator seeded with
+    `seed + epoch`, grouped `batches_per_step` at a time into (K, B) tensors.
+
+    Lightning calls `set_epoch` before each epoch, as it does for a DataLoader's batch sampler.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, batches_per_step: int = 1, seed: int = 0) -> None:
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self.batches_per_step, self.seed, self.epoch = batches_per_step, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.size, self.batch_size)
+        return -(-full // self.batches_per_step) + (rest > 0)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        full = self.size // self.batch_size
+        grouped = order[: full * self.batch_size].view(full, self.batch_size)
+        for start in range(0, full, self.batches_per_step):
+            yield grouped[start : start + self.batches_per_step]
+        if full * self.batch_size < self.size:  # the short last batch, on its own
+            yield order[full * self.batch_size :].view(1, -1)
+
+
+class TensorBatches:
+    """Batches built by indexing tensors held in memory (on the training device once moved there).
+
+    With `batches_per_step == 1` each item is one mini-batch `(x, y)`; otherwise a stack of
+    mini-batches shaped (K, B, 1, 28, 28) and (K, B), which the Classifier steps through one
+    optimizer step per mini-batch.
+    """
+
+    def __init__(self, data: TensorDataset, batch_sampler: IndexBatches) -> None:
+        self.x, self.y = data.tensors
+        self.batch_sampler = batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        stacked = self.batch_sampler.batches_per_step > 1
+        for index in self.batch_sampler:
+            index = index.to(self.x.device) if stacked else index[0].to(self.x.device)
+            yield self.x[index], self.y[index]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -33,6 +79,7 @@ class MNISTDataModule(L.LightningDataModule):
         root: str | Path = "data",
         download: bool = True,
         batch_size: int = 100,
+        batches_per_step: int = 1,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
         normalize: bool = False,
@@ -42,6 +89,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.root = Path(root).expanduser()
         self.download = download
         self.batch_size = batch_size
+        self.batches_per_step = batches_per_step
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
         self.normalize = normalize
@@ -80,17 +128,30 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_train = TensorDataset(train_x, train_y)
         self.data_val = TensorDataset(val_x, val_y)
         self.data_test = TensorDataset(test_x, test.targets)
+        # Seeded by seed_everything when a seed is set, so the shuffle order is repeatable.
+        self.shuffle_seed = torch.initial_seed() % 2**62
 
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.data_train, self.batch_size, shuffle=True)
+    def _on_device(self, data: TensorDataset) -> TensorDataset:
+        """Move a split to the training device once, so that batches never cross the bus."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if data.tensors[0].device != device:
+            data.tensors = tuple(t.to(device) for t in data.tensors)
+        return data
 
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.data_val, self.eval_batch_size, shuffle=False)
+    def _batches(self, data: TensorDataset, batch_size: int, shuffle: bool, batches_per_step: int = 1) -> TensorBatches:
+        sampler = IndexBatches(len(data), batch_size, shuffle, batches_per_step, seed=self.shuffle_seed)
+        return TensorBatches(self._on_device(data), sampler)
 
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.data_test, self.eval_batch_size, shuffle=False)
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches(self.data_train, self.batch_size, shuffle=True, batches_per_step=self.batches_per_step)
 
-    def predict_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches(self.data_val, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches(self.data_test, self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatches:
         return self.test_dataloader()
 
 

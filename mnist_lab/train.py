@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lab.callbacks import EpochTimer
 from mnist_lab.classifier import Classifier
 from mnist_lab.cli import config_dir, entry_point
 from mnist_lab.io import write_json_atomic
@@ -56,6 +58,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     epochs_run = trainer.current_epoch
 
+    timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
+    epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
     checkpoint = trainer.checkpoint_callback
     best_ckpt = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     metrics: dict[str, Any] = {
@@ -63,7 +67,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs_run": epochs_run,
         "stop_reason": stop_reason(trainer),
         "train_seconds": round(train_seconds, 3),
-        "seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3),
+        "epoch_seconds": epoch_seconds,  # training only, validation excluded
+        "seconds_per_epoch": statistics.median(epoch_seconds) if epoch_seconds else None,
         "best_ckpt": best_ckpt,
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
     }

@@ -14,7 +14,9 @@ from hydra.utils import instantiate
 from torchvision.datasets import MNIST
 
 from conftest import DATA_DIR, requires_mnist, run_cli
-from mnist_lab.data import MNISTDataModule
+from torch.utils.data import TensorDataset
+
+from mnist_lab.data import IndexBatches, MNISTDataModule, TensorBatches
 from mnist_lab.errors import DataNotFoundError
 
 FASHION_GZ = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -78,6 +80,11 @@ def test_training_batches_are_100_shuffled_images_covering_the_split_once_per_ep
     seen = torch.cat([x.flatten(1).sum(1) for x, _ in batches]).sort().values
     assert torch.allclose(seen, mnist.data_train.tensors[0].flatten(1).sum(1).sort().values)
     assert not torch.equal(batches[0][1], mnist.data_train.tensors[1][:100])
+    mnist.batches_per_step = 10  # the config's default: stacks of ten mini-batches, same order
+    stacks = list(mnist.train_dataloader())
+    mnist.batches_per_step = 1
+    assert len(stacks) == 55 and stacks[0][0].shape == (10, 100, 1, 28, 28)
+    assert torch.equal(torch.cat([y.flatten() for _, y in stacks]), torch.cat([y for _, y in batches]))
 
 
 @requires_mnist
@@ -156,3 +163,29 @@ def test_fashion_mnist_config_reads_the_debian_files(tmp_path, compose_cfg):
     dm.setup()
     assert (len(dm.data_train), len(dm.data_val), len(dm.data_test)) == (55_000, 5_000, 10_000)
     assert dm.data_train.tensors[0].max().item() == 1.0
+
+
+def test_index_batches_are_a_seeded_permutation_cut_into_mini_batches_and_stacked():
+    sampler = IndexBatches(size=1050, batch_size=100, shuffle=True, batches_per_step=4, seed=3)
+    sampler.set_epoch(2)
+    items = list(sampler)
+    reference = torch.randperm(1050, generator=torch.Generator().manual_seed(5)).split(100)
+    assert [tuple(i.shape) for i in items] == [(4, 100), (4, 100), (2, 100), (1, 50)] and len(sampler) == 4
+    assert torch.equal(torch.cat([row for item in items for row in item]), torch.cat(reference))
+    sampler.set_epoch(3)
+    assert not torch.equal(next(iter(sampler)), items[0])
+
+
+def test_tensor_batches_yield_exactly_the_reference_indexing_of_the_dataset():
+    x, y = torch.rand(230, 1, 28, 28), torch.randint(0, 10, (230,))
+    data = TensorDataset(x, y)
+    for k in (1, 3):
+        sampler = IndexBatches(230, batch_size=20, shuffle=True, batches_per_step=k, seed=11)
+        order = torch.randperm(230, generator=torch.Generator().manual_seed(11))
+        got = list(TensorBatches(data, sampler))
+        xs = torch.cat([bx.reshape(-1, 1, 28, 28) for bx, _ in got])
+        ys = torch.cat([by.reshape(-1) for _, by in got])
+        assert torch.equal(xs, x[order]) and torch.equal(ys, y[order])
+        assert got[0][0].shape == ((20, 1, 28, 28) if k == 1 else (3, 20, 1, 28, 28))
+    eval_batches = list(TensorBatches(data, IndexBatches(230, batch_size=100, shuffle=False)))
+    assert [len(b) for b, _ in eval_batches] == [100, 100, 30] and torch.equal(eval_batches[2][1], y[200:])

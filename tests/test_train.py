@@ -39,11 +39,11 @@ def test_one_epoch_of_adam_teaches_the_mlp_above_90_percent(mlp_run):
 
 @requires_mnist
 @pytest.mark.parametrize(
-    ("model", "batches", "floor"),
-    [("softmax", 550, 0.88), ("cnn", 60, 0.85)],  # the CNN sees 6,000 images to keep the suite fast
+    ("model", "steps", "floor"),
+    [("softmax", 55, 0.88), ("cnn", 6, 0.85)],  # a training step is 10 mini-batches of 100 images
 )
-def test_a_short_fit_of_each_other_model_learns(tmp_path, model, batches, floor):
-    metrics = fit(tmp_path, f"model={model}", "trainer.max_epochs=1", f"+trainer.limit_train_batches={batches}")
+def test_a_short_fit_of_each_other_model_learns(tmp_path, model, steps, floor):
+    metrics = fit(tmp_path, f"model={model}", "trainer.max_epochs=1", f"+trainer.limit_train_batches={steps}")
     assert metrics["test/acc"] > floor
     assert METRIC_KEYS <= metrics.keys()
 
@@ -61,7 +61,7 @@ def test_run_folder_holds_metrics_checkpoints_and_event_files(mlp_run):
 
 @requires_mnist
 def test_accuracy_stop_fires_at_the_first_epoch_above_the_threshold_not_before(tmp_path):
-    common = ["model=softmax", "+trainer.limit_train_batches=50", "seed=7"]
+    common = ["model=softmax", "+trainer.limit_train_batches=5", "seed=7"]
     fit(tmp_path / "free", *common, "trainer.max_epochs=4", "callbacks.accuracy_stop=null")
     accs = scalars(tmp_path / "free", "train/acc")
     assert len(accs) == 4 and accs[1] < accs[2]
@@ -94,8 +94,19 @@ def test_best_checkpoint_alone_rebuilds_the_model_and_reproduces_test_accuracy(m
 
 
 @requires_mnist
+def test_stacked_mini_batches_train_exactly_like_one_batch_per_step(tmp_path):
+    runs = {k: fit(tmp_path / str(k), "model=softmax", "trainer.max_epochs=1", f"data.batches_per_step={k}")
+            for k in (1, 10, 7)}  # 7 does not divide the 550 batches: the last stack is short
+    assert runs[1]["test/loss"] == runs[10]["test/loss"] == runs[7]["test/loss"]
+    assert runs[1]["train/acc"] == runs[10]["train/acc"] == runs[7]["train/acc"]
+    steps = {k: torch.load(tmp_path / str(k) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+             for k in runs}
+    assert steps == {1: 550, 10: 550, 7: 550}
+
+
+@requires_mnist
 def test_same_seed_gives_the_same_run(tmp_path):
-    runs = [fit(tmp_path / name, "model=softmax", "trainer.max_epochs=1", "+trainer.limit_train_batches=30")
+    runs = [fit(tmp_path / name, "model=softmax", "trainer.max_epochs=1", "+trainer.limit_train_batches=3")
             for name in ("a", "b")]
     assert runs[0]["test/acc"] == runs[1]["test/acc"] and runs[0]["test/loss"] == runs[1]["test/loss"]
 
@@ -144,7 +155,7 @@ def test_tensorboard_serves_the_run_scalars_and_graph(mlp_run):
 
 @requires_mnist
 def test_multirun_gives_each_job_its_own_complete_run_folder(tmp_path):
-    result = run_cli("-m", "model=softmax,mlp", "trainer.max_epochs=1", "+trainer.limit_train_batches=40",
+    result = run_cli("-m", "model=softmax,mlp", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
                      "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -1,0 +1,177 @@
+"""Seconds per training epoch and peak memory: mnist_lab vs a hand-written loop vs torchvision's usual path.
+
+    python benchmarks/train_speed.py                      # CPU, all three models
+    python benchmarks/train_speed.py --device cuda --epochs 6
+
+(a) `lightning`: mnist_lab's real command (`python -m mnist_lab ...`), default callbacks, logger and
+    progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation).
+(b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors.
+(c) `torchvision`: the same loop fed by torchvision MNIST + ToTensor + DataLoader.
+Each variant runs in its own process so that its peak memory is its own. Every timing is the median
+of the epochs after the first. `--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRAIN_IMAGES = 55_000
+VARIANTS = ("lightning", "loop", "torchvision")  # (a), (b), (c)
+
+
+def data_root() -> str:
+    return os.environ.get("MNIST_LAB_DATA_DIR", "data")
+
+
+def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str) -> list[str]:
+    """(a) The user's command; its run folder's metrics.json holds each epoch's training seconds."""
+    cmd = [sys.executable, "-m", "mnist_lab", f"model={model}", f"trainer.max_epochs={args.epochs}",
+           "callbacks.accuracy_stop=null", "test=false", f"trainer.accelerator={args.device}",
+           f"data.batch_size={args.batch_size}", f"hydra.run.dir={run_dir}"]
+    if images < TRAIN_IMAGES:
+        cmd.append(f"+trainer.limit_train_batches={images // args.batch_size}")
+    return cmd
+
+
+def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int, torchvision_path: bool) -> dict:
+    """(b) and (c): a hand-written training loop over tensors, or over torchvision's DataLoader."""
+    import torch
+    import torch.nn.functional as F
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from mnist_lab.cli import config_dir
+    from mnist_lab.data import MNISTDataModule
+
+    torch.manual_seed(0)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=."])
+    net = instantiate(cfg.model).to(device)
+    optimizer = instantiate(cfg.optimizer)(params=net.parameters())
+
+    if torchvision_path:
+        from torch.utils.data import DataLoader, Subset
+        from torchvision.datasets import MNIST
+        from torchvision.transforms import ToTensor
+
+        train = Subset(MNIST(data_root(), train=True, transform=ToTensor()), range(5000, 5000 + images))
+        loader = DataLoader(train, batch_size=batch_size, shuffle=True)
+        batches = lambda: ((x.to(device), y.to(device)) for x, y in loader)  # noqa: E731
+    else:
+        dm = MNISTDataModule(root=data_root(), download=False)
+        dm.setup()
+        xs, ys = (t[:images].to(device) for t in dm.data_train.tensors)
+
+        def batches():
+            order = torch.randperm(len(xs), device=device)
+            for i in range(0, len(xs), batch_size):
+                idx = order[i : i + batch_size]
+                yield xs[idx], ys[idx]
+
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for x, y in batches():
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return {"epoch_seconds": seconds}
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Run variant (b) or (c) in this process and print its result as JSON."""
+    result = run_loop(args.model, args.device, args.epochs, args.images, args.batch_size,
+                      torchvision_path=args.worker == "torchvision")
+    if args.device == "cuda":
+        import torch
+
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(result))
+
+
+def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> dict:
+    """One variant in a fresh process: median epoch seconds (scaled to 55k images) and peak RSS."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        if variant == "lightning":
+            cmd = lightning_command(model, args, images, run_dir)
+        else:
+            cmd = [sys.executable, __file__, "--worker", variant, "--model", model, "--device", args.device,
+                   "--epochs", str(args.epochs), "--images", str(images), "--batch-size", str(args.batch_size)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            raise SystemExit(f"{variant} {model} failed: {' '.join(cmd)}")
+        if variant == "lightning":
+            result = {"epoch_seconds": json.loads((Path(run_dir) / "metrics.json").read_text())["epoch_seconds"]}
+        else:
+            result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    later = result["epoch_seconds"][1:] or result["epoch_seconds"]
+    result["seconds_per_epoch"] = statistics.median(later) * TRAIN_IMAGES / images
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--models", nargs="+", default=["softmax", "mlp", "cnn"])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--cnn-images", type=int, default=None,
+                        help="train the CNN on this many images (default: 11,000 on CPU, all on CUDA)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/)")
+    parser.add_argument("--worker", choices=VARIANTS[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=int, default=TRAIN_IMAGES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    cnn_images = args.cnn_images or (11_000 if args.device == "cpu" else TRAIN_IMAGES)
+    rows = {}
+    for model in args.models:
+        images = cnn_images if model == "cnn" else TRAIN_IMAGES
+        rows[model] = {v: measure(v, model, args, images) for v in VARIANTS}
+        rows[model]["images_per_epoch"] = images
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir:
+        subprocess.run([sys.executable, "-m", "mnist_lab", "model=softmax", "trainer.max_epochs=1",
+                        f"trainer.accelerator={args.device}", f"hydra.run.dir={run_dir}"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command_seconds = time.perf_counter() - start
+
+    print(f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    print(f"| model | (a) mnist_lab | (b) hand loop | (c) torchvision | a/b | c/a | peak RSS a/b/c (MB) |")
+    print("|---|---|---|---|---|---|---|")
+    for model, r in rows.items():
+        a, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)
+        rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in VARIANTS)
+        note = f" ({r['images_per_epoch']:,} images, scaled)" if r["images_per_epoch"] < TRAIN_IMAGES else ""
+        print(f"| {model}{note} | {a:.3f} | {b:.3f} | {c:.3f} | {a / b:.2f} | {c / a:.2f} | {rss} |")
+    print(f"whole command, 1-epoch softmax run with start-up and test: {command_seconds:.1f} s")
+
+    out = args.out or Path(__file__).parent / "results" / f"train_speed_{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": args.device, "batch_size": args.batch_size, "models": rows,
+                               "command_seconds_softmax_1_epoch": command_seconds}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
