@@ -37,8 +37,8 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
     cmd = [sys.executable, "-m", "mnist_lab", f"model={model}", f"trainer.max_epochs={args.epochs}",
            "callbacks.accuracy_stop=null", "test=false", f"trainer.accelerator={args.device}",
            f"data.batch_size={args.batch_size}", f"hydra.run.dir={run_dir}"]
-    if images < TRAIN_IMAGES:
-        cmd.append(f"+trainer.limit_train_batches={images // args.batch_size}")
+    if images < TRAIN_IMAGES:  # a fraction of the epoch's training steps (each one a stack of batches)
+        cmd.append(f"+trainer.limit_train_batches={images / TRAIN_IMAGES}")
     return cmd
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
@@ -23,6 +23,8 @@ class Classifier(L.LightningModule):
 
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
     hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
+    `scheduler`, if given, is a `_partial_` learning-rate scheduler stepped once per epoch;
+    `compile=True` runs the training steps through torch.compile.
 
     Training batches may be stacks of K mini-batches, shaped (K, B, 1, 28, 28): one training_step
     then makes K optimizer steps, one per mini-batch, so Lightning's per-step cost is paid once per
@@ -31,7 +33,13 @@ class Classifier(L.LightningModule):
     called (they still are with DDP or 16-bit mixed precision).
     """
 
-    def __init__(self, net: Mapping[str, Any], optimizer: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        compile: bool = False,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False  # training_step makes its own optimizer steps
@@ -39,10 +47,11 @@ class Classifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(NUM_CLASSES, average="micro") for _ in range(3)
+            MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(3)
         )
         self.val_acc_best = MaxMetric()
         self._direct_steps = False
+        self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for a batch of images shaped (N, 1, 28, 28)."""
@@ -57,6 +66,16 @@ class Classifier(L.LightningModule):
     def on_train_start(self) -> None:
         # Sanity-check validation must not count towards the best validation accuracy.
         self.val_acc_best.reset()
+        if self.hparams.compile and self._compiled_forward is None:
+            # Training steps only: a compiled function (not a submodule) leaves checkpoint keys and
+            # TensorBoard's graph tracing (torch.jit cannot trace compiled code) untouched.
+            self._compiled_forward = torch.compile(self.net.forward)
+
+    def on_train_epoch_start(self) -> None:
+        # Stepped as an epoch begins, so that a checkpoint from the end of epoch N resumes with
+        # the schedule of epoch N + 1.
+        if self.current_epoch > 0 and (scheduler := self.lr_schedulers()) is not None:
+            scheduler.step()
 
     def _optimizer_step(self, optimizer: L.pytorch.core.optimizer.LightningOptimizer, loss: Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -75,9 +94,10 @@ class Classifier(L.LightningModule):
         if x.dim() == 4:
             x, y = x.unsqueeze(0), y.unsqueeze(0)
         optimizer = self.optimizers()
+        forward = self._compiled_forward or self.net
         losses, logits = [], []
         for xb, yb in zip(x, y):
-            out = self(xb)
+            out = forward(xb)
             loss = F.cross_entropy(out, yb)
             self._optimizer_step(optimizer, loss)
             losses.append(loss.detach())
@@ -115,5 +135,8 @@ class Classifier(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=-1)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return instantiate(self.hparams.optimizer)(params=self.parameters())
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Sequence
 
+import torch
 from torch import Tensor, nn
 
 Init = Literal["default", "tutorial"]
@@ -74,8 +75,9 @@ class MLP(_Net):
 class CNN(_Net):
     """Two 5x5 SAME conv + 2x2 max-pool blocks (32, 64 channels), fc 1024 with dropout, fc 10."""
 
-    def __init__(self, dropout: float = 0.25, init: Init = "default") -> None:
+    def __init__(self, dropout: float = 0.25, init: Init = "default", channels_last: bool = False) -> None:
         super().__init__()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.features = nn.Sequential(
             nn.Conv2d(1, 32, kernel_size=5, padding=2),
             nn.ReLU(),
@@ -92,6 +94,7 @@ class CNN(_Net):
             nn.Linear(1024, NUM_CLASSES),
         )
         self._initialise(init)
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x.contiguous(memory_format=self.memory_format)))

@@ -43,8 +43,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     # Plain containers, so that checkpoints load with torch.load(weights_only=True).
-    model = Classifier(net=OmegaConf.to_container(cfg.model, resolve=True),
-                       optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True))
+    model = Classifier(**OmegaConf.to_container(cfg.module, resolve=True))
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
@@ -68,7 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "stop_reason": stop_reason(trainer),
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": epoch_seconds,  # training only, validation excluded
-        "seconds_per_epoch": statistics.median(epoch_seconds) if epoch_seconds else None,
+        "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
         "best_ckpt": best_ckpt,
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
     }

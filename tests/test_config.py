@@ -38,7 +38,7 @@ def test_defaults_are_the_mlp_adam_1e3_batch_100_and_the_95_percent_stop(compose
 
 def test_sgd_optimizer_config_builds_sgd_over_the_model_parameters(compose_cfg):
     cfg = compose_cfg("optimizer=sgd", "optimizer.lr=0.05")
-    optimizer = Classifier(net=cfg.model, optimizer=cfg.optimizer).configure_optimizers()
+    optimizer = Classifier(net=cfg.model, optimizer=cfg.optimizer).configure_optimizers()["optimizer"]
     assert type(optimizer).__name__ == "SGD" and optimizer.param_groups[0]["lr"] == 0.05
 
 
@@ -81,3 +81,18 @@ def test_configs_ship_in_the_wheel_and_compose_from_an_installed_copy(tmp_path):
         [sys.executable, "-c", "from mnist_lab.cli import config_dir; print(config_dir())"],
         cwd=elsewhere, capture_output=True, text=True, env={"PYTHONPATH": str(site)},
     ).stdout
+
+
+def test_fast_preset_pins_the_gpu_fast_path(compose_cfg):
+    cfg = compose_cfg("experiment=fast")
+    assert cfg.model._target_ == "mnist_lab.nets.CNN" and cfg.model.channels_last is True
+    assert cfg.data.batch_size == 512 and cfg.optimizer.lr == 0.003 and cfg.optimizer.fused is True
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.compile is True
+    assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.T_max == cfg.trainer.max_epochs
+    assert cfg.callbacks.accuracy_stop is None
+
+
+def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
+    cfg = compose_cfg()
+    assert cfg.scheduler is None and cfg.module.scheduler is None
+    assert cfg.module.net == cfg.model and cfg.module.optimizer == cfg.optimizer

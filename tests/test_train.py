@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -165,3 +166,25 @@ def test_multirun_gives_each_job_its_own_complete_run_folder(tmp_path):
         assert metrics["model"] == model and metrics["test/acc"] > 0.3
         assert (job / ".hydra" / "config.yaml").is_file() and (job / "train.log").stat().st_size > 0
         assert (job / "checkpoints" / "last.ckpt").is_file() and list(job.glob("events.out.tfevents.*"))
+
+
+@requires_mnist
+def test_fast_preset_trains_on_cpu_with_its_schedule_and_layout(tmp_path):
+    metrics = fit(tmp_path, "experiment=fast", "trainer.precision=32-true", "compile=false",
+                  "trainer.max_epochs=2", "+trainer.limit_train_batches=1", "test=false")
+    assert metrics["epochs_run"] == 2
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 * 10  # one stack of ten 512-image batches per epoch
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.003 * (1 + math.cos(math.pi / 2)) / 2)  # second epoch of a 2-epoch cosine
+    model = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert model.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.slow
+@requires_mnist
+def test_compiled_training_keeps_the_plain_networks_checkpoint_keys(tmp_path):
+    fit(tmp_path, "model=softmax", "compile=true", "trainer.max_epochs=1", "+trainer.limit_train_batches=2")
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert set(state) == {"net.layers.1.weight", "net.layers.1.bias"}
+    assert Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").hparams.compile is True
