@@ -8,14 +8,17 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from mnist_lab import plots
 from mnist_lab.nets import IMAGE_SHAPE, NUM_CLASSES
 
 Batch = tuple[Tensor, Tensor]
+MISTAKES_SHOWN = 16  # misclassified test digits drawn in TensorBoard
 
 
 class Classifier(L.LightningModule):
@@ -50,6 +53,8 @@ class Classifier(L.LightningModule):
             MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(3)
         )
         self.val_acc_best = MaxMetric()
+        self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
+        self._test_mistakes: list[tuple[Tensor, Tensor, Tensor]] = []
         self._direct_steps = False
         self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
@@ -106,17 +111,23 @@ class Classifier(L.LightningModule):
         self.train_loss.update(torch.stack(losses), weight=y.shape[1])
         self.train_acc.update(torch.cat(logits), y.flatten())
 
-    def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> None:
+    def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
         logits = self(x)
         loss_metric.update(F.cross_entropy(logits, y), weight=y.numel())
         acc_metric.update(logits, y)
+        return logits
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, self.val_loss, self.val_acc)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_loss, self.test_acc)
+        logits = self._eval_step(batch, self.test_loss, self.test_acc)
+        self.test_confusion.update(logits, batch[1])
+        if len(self._test_mistakes) < MISTAKES_SHOWN:
+            x, y = batch
+            wrong = (logits.argmax(-1) != y).nonzero().flatten()[:MISTAKES_SHOWN]
+            self._test_mistakes += zip(x[wrong].cpu(), y[wrong].cpu(), logits.argmax(-1)[wrong].cpu())
 
     # Metrics are logged once per epoch: logging a metric object costs about a millisecond a call.
     def on_train_epoch_end(self) -> None:
@@ -129,6 +140,18 @@ class Classifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
+        matrix = self.test_confusion.compute().cpu().numpy()
+        mistakes = self._test_mistakes[:MISTAKES_SHOWN]
+        self.test_confusion.reset()
+        self._test_mistakes = []
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("test/confusion_matrix", plots.confusion_matrix(matrix), self.global_step)
+                if mistakes:
+                    images, labels, preds = (torch.stack(t) for t in zip(*mistakes))
+                    titles = [f"{label}/{pred}" for label, pred in zip(labels.tolist(), preds.tolist())]
+                    grid = plots.digit_grid(images[:, 0].numpy(), titles, [True] * len(titles), columns=8)
+                    logger.experiment.add_figure("test/mistakes", grid, self.global_step)
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
         """Class probabilities for a batch of images (labels, if present, are ignored)."""

@@ -93,6 +93,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
         self.normalize = normalize
+        self.mean, self.std = 0.0, 1.0  # input scaling: (pixels - mean) / std
         self.data_train: TensorDataset | None = None
         self.data_val: TensorDataset | None = None
         self.data_test: TensorDataset | None = None
@@ -101,7 +102,7 @@ class MNISTDataModule(L.LightningDataModule):
         try:
             return self.dataset(str(self.root), train=train, download=download)
         except RuntimeError as err:  # torchvision's "Dataset not found" and "Error downloading"
-            name = getattr(self.dataset, "func", self.dataset).__name__
+            name = self.dataset_name
             fix = "" if download else ", or allow downloading with data.download=true"
             raise DataNotFoundError(
                 f"{name} files not found in {self.root.resolve() / name / 'raw'} "
@@ -123,13 +124,22 @@ class MNISTDataModule(L.LightningDataModule):
         val_x, train_x = train_x[: self.val_size], train_x[self.val_size :]
         val_y, train_y = train.targets[: self.val_size], train.targets[self.val_size :]
         if self.normalize:
-            mean, std = train_x.mean(), train_x.std()
-            train_x, val_x, test_x = ((x - mean) / std for x in (train_x, val_x, test_x))
+            self.mean, self.std = train_x.mean().item(), train_x.std().item()
+            train_x, val_x, test_x = ((x - self.mean) / self.std for x in (train_x, val_x, test_x))
         self.data_train = TensorDataset(train_x, train_y)
         self.data_val = TensorDataset(val_x, val_y)
         self.data_test = TensorDataset(test_x, test.targets)
         # Seeded by seed_everything when a seed is set, so the shuffle order is repeatable.
         self.shuffle_seed = torch.initial_seed() % 2**62
+
+    @property
+    def dataset_name(self) -> str:
+        """The torchvision dataset class's name, e.g. "MNIST" or "FashionMNIST"."""
+        return getattr(self.dataset, "func", self.dataset).__name__
+
+    def state_dict(self) -> dict[str, str | float]:
+        """Saved in every checkpoint, so that a checkpoint alone says how to feed its model."""
+        return {"dataset": self.dataset_name, "mean": self.mean, "std": self.std}
 
     def _on_device(self, data: TensorDataset) -> TensorDataset:
         """Move a split to the training device once, so that batches never cross the bus."""

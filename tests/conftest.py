@@ -25,8 +25,13 @@ QUIET = ["trainer.enable_progress_bar=false", "+trainer.enable_model_summary=fal
 
 def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
     """The train config as `python -m mnist_lab` would compose it, writing into `output_dir`."""
+    return compose_config("train", f"paths.output_dir={output_dir}", *QUIET, *overrides)
+
+
+def compose_config(name: str, *overrides: str) -> DictConfig:
+    """One of the entry points' configs (train, predict, evaluate, export) with overrides."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={output_dir}", *QUIET, *overrides])
+        return compose(name, overrides=list(overrides))
 
 
 def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
@@ -35,10 +40,11 @@ def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
     return train(compose_train(output_dir, *overrides))
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m mnist_lab ...` in a subprocess, as a user would."""
+def run_cli(*args: str, module: str = "mnist_lab", cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m mnist_lab ...` (or another entry point) in a subprocess, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "mnist_lab", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=600,
     )
 
@@ -50,6 +56,15 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
         pytest.skip("set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
     run_dir = tmp_path_factory.mktemp("mlp_run")
     return run_dir, fit(run_dir, "model=mlp", "trainer.max_epochs=1")
+
+
+@pytest.fixture(scope="session")
+def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A short real CNN fit (20,000 images): checkpoints for predict, evaluate and export."""
+    if not HAVE_MNIST:
+        pytest.skip("set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
+    run_dir = tmp_path_factory.mktemp("outputs") / "cnn_run"
+    return run_dir, fit(run_dir, "model=cnn", "trainer.max_epochs=1", "+trainer.limit_train_batches=20")
 
 
 @pytest.fixture

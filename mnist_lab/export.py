@@ -1,0 +1,90 @@
+"""`python -m mnist_lab.export`: a model file that runs without mnist_lab (ONNX or TorchScript)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from mnist_lab.checkpoints import LoadedModel, load_checkpoint
+from mnist_lab.cli import config_dir, entry_point
+from mnist_lab.errors import UserError
+from mnist_lab.inference import logits, test_images
+
+log = logging.getLogger(__name__)
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class Standalone(nn.Module):
+    """Pixels in [0, 1], shaped (N, 1, 28, 28) -> logits: the training-time scaling is built in."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.net, self.mean, self.std = loaded.model.net, loaded.mean, loaded.std
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net((images - self.mean) / self.std)
+
+
+def export_onnx(module: nn.Module, example: Tensor, path: Path) -> Tensor:
+    """Write an ONNX file with a dynamic batch size; return onnxruntime's logits for `example`."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise UserError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from err
+    for name in ("onnxscript", "onnx_ir"):  # their optimiser narrates every pass at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+    torch.onnx.export(module, (example,), path, input_names=["images"], output_names=["logits"],
+                      dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
+
+
+def export_torchscript(module: nn.Module, example: Tensor, path: Path) -> Tensor:
+    """Write a TorchScript file; return the reloaded file's logits for `example`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format asked for
+        torch.jit.trace(module, example).save(str(path))
+        return torch.jit.load(str(path))(example)
+
+
+def export(cfg: DictConfig, out_dir: Path) -> dict:
+    """Export the checkpoint's model and check its outputs against the checkpoint's on a test batch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.format not in SUFFIXES:
+        raise UserError(f"format={cfg.format} is not supported; use format=onnx or format=torchscript")
+    path = Path(cfg.out) if cfg.out else out_dir / f"model{SUFFIXES[cfg.format]}"
+    if path.exists():
+        raise UserError(f"{path} already exists; choose another out= or remove it first")
+    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir)
+    pixels, _ = test_images(loaded, cfg.data)
+    example = pixels[:100]
+    module = Standalone(loaded).eval()
+    with torch.no_grad():
+        exported = (export_onnx if cfg.format == "onnx" else export_torchscript)(module, example, path)
+    difference = (exported - logits(loaded, example)).abs().max().item()
+    if difference > cfg.tolerance:
+        path.unlink()
+        raise UserError(f"the exported model's logits differ from the checkpoint's by {difference:.2e} "
+                        f"(> tolerance={cfg.tolerance}); nothing was written")
+    print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__})")
+    print(f"wrote {path} ({cfg.format}, input 'images' float32 (N, 1, 28, 28) in [0, 1], output logits (N, 10))")
+    print(f"checked on {len(example)} test images: largest logit difference {difference:.2e} <= {cfg.tolerance}")
+    return {"path": path, "max_abs_difference": difference}
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+@entry_point
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point for export."""
+    export(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()
