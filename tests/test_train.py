@@ -119,6 +119,7 @@ def test_event_files_hold_every_metric_and_the_model_graph(mlp_run):
     events.Reload()
     assert SCALARS <= set(events.Tags()["scalars"])
     assert events.Tags()["graph"]
+    assert {"test/confusion_matrix", "test/mistakes"} <= set(events.Tags()["images"])
     assert any("MLP[net]" in node.name for node in events.Graph().node)
 
 
