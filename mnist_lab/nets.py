@@ -7,7 +7,8 @@ from typing import ClassVar, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-Init = Literal["default", "tutorial"]
+Init = Literal["default", "tutorial", "normal", "zeros"]
+INITS = {"normal": nn.init.normal_, "zeros": nn.init.zeros_}  # applied to every weight and bias
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -21,22 +22,29 @@ NUM_CLASSES = 10
 
 
 class _Net(nn.Module):
-    """Base for the networks: the `init` option and the tutorial's initialisation."""
+    """Base for the networks: the `init` option.
 
-    tutorial_init: ClassVar = staticmethod(nn.init.normal_)  # tf.random_normal: N(0, 1)
+    `default` keeps PyTorch's initialisation; `normal` draws every weight and bias from N(0, 1)
+    (tf.random_normal), `zeros` sets them to 0 (tf.zeros); `tutorial` is what the tutorial's code
+    uses for this network.
+    """
+
+    tutorial_init: ClassVar[str] = "normal"
 
     def _initialise(self, init: Init) -> None:
-        if init not in ("default", "tutorial"):
-            raise ValueError(f"init must be 'default' or 'tutorial', got {init!r}")
+        if init not in ("default", "tutorial", *INITS):
+            raise ValueError(f"init must be one of default, tutorial, normal, zeros; got {init!r}")
         if init == "tutorial":
+            init = self.tutorial_init
+        if init in INITS:
             for param in self.parameters():
-                self.tutorial_init(param)
+                INITS[init](param)
 
 
 class SoftmaxRegression(_Net):
     """Softmax regression: a single linear layer from 784 pixels to 10 logits."""
 
-    tutorial_init = staticmethod(nn.init.zeros_)  # tf.zeros, as the tutorial's code shows
+    tutorial_init = "zeros"  # tf.zeros, as the tutorial's code shows
 
     def __init__(self, init: Init = "default") -> None:
         super().__init__()

@@ -96,3 +96,24 @@ def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
     cfg = compose_cfg()
     assert cfg.scheduler is None and cfg.module.scheduler is None
     assert cfg.module.net == cfg.model and cfg.module.optimizer == cfg.optimizer
+
+
+@pytest.mark.parametrize(
+    ("preset", "net", "optimizer", "lr", "init"),
+    [("tutorial_softmax", "SoftmaxRegression", "SGD", 0.01, "tutorial"),
+     ("tutorial_mlp", "MLP", "SGD", 0.01, "tutorial"),
+     ("tutorial_cnn", "CNN", "Adam", 0.001, "tutorial")],
+)
+def test_tutorial_presets_pin_what_the_tutorial_fixes(compose_cfg, preset, net, optimizer, lr, init):
+    cfg = compose_cfg(f"experiment={preset}")
+    assert cfg.model._target_.endswith(net) and cfg.model.init == init
+    assert cfg.optimizer._target_.endswith(optimizer) and cfg.optimizer.lr == lr
+    assert cfg.data.batch_size == 100 and cfg.data.normalize is False and cfg.scheduler is None
+    assert cfg.trainer.max_epochs == 1000 and cfg.callbacks.accuracy_stop.stopping_threshold == 0.95
+    assert cfg.callbacks.tutorial_log.every_n_epochs == 10
+    if net == "MLP":
+        assert cfg.model.activation == "sigmoid" and cfg.optimizer.momentum == 0.0
+    if net == "CNN":
+        assert cfg.model.dropout == 0.25
+    classifier = Classifier(**cfg.module)  # the preset builds
+    assert type(classifier.configure_optimizers()["optimizer"]).__name__ == optimizer

@@ -51,5 +51,12 @@ def test_tutorial_init_of_softmax_regression_is_all_zeros():
 
 
 def test_unknown_init_is_refused():
-    with pytest.raises(ValueError, match="init must be 'default' or 'tutorial'"):
+    with pytest.raises(ValueError, match="init must be one of default, tutorial, normal, zeros"):
         CNN(init="xavier")
+
+
+def test_normal_and_zeros_inits_apply_to_any_network():
+    torch.manual_seed(0)
+    weights = SoftmaxRegression(init="normal").layers[1].weight
+    assert abs(weights.std().item() - 1.0) < 0.02
+    assert all(torch.count_nonzero(p) == 0 for p in MLP(init="zeros").parameters())
