@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+
+from mnist_lab.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +67,73 @@ class TutorialLog(L.Callback):
 def tutorial_line(epoch: int, cost: float, accuracy: float) -> str:
     """The tutorial's log line for a 1-based epoch."""
     return f"Epoch: {epoch:04d} cost= {cost:.5f} accuracy= {accuracy:.5f}"
+
+
+class RandomState(L.Callback):
+    """Keep torch's random generators in every checkpoint, so that a resumed run draws the same
+    dropout masks as an uninterrupted one (the shuffle has its own per-epoch seed)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class GracefulInterrupt(L.Callback):
+    """Ctrl-C or SIGTERM stops training after the current step, keeping the checkpoint of the last
+    full epoch (`last.ckpt`, or `start.ckpt` during the first epoch) to resume from; a second
+    signal exits at once. Training stops by raising `Interrupted`, which `train` turns into
+    metrics.json and the resume command."""
+
+    START = "start.ckpt"  # the state training started from, until the first epoch's last.ckpt
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            os._exit(128 + signum)  # the second signal: the user wants out now
+        self.received = signum
+        log.warning("%s received: stopping after this training step (send it again to quit at once)",
+                    signal.Signals(signum).name)
+
+    def _checkpoints(self, trainer: L.Trainer) -> tuple[Path, Path] | None:
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is None or checkpoint.dirpath is None:
+            return None
+        folder = Path(checkpoint.dirpath)
+        return folder / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}", folder / self.START
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        paths = self._checkpoints(trainer)
+        if paths is not None and not paths[0].exists():
+            trainer.save_checkpoint(paths[1])
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        paths = self._checkpoints(trainer)
+        if paths is not None and paths[0].exists():
+            paths[1].unlink(missing_ok=True)  # last.ckpt now holds a full epoch
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, Interrupted):
+            self._restore()  # after a signal, a second one must still exit at once during shutdown

@@ -57,7 +57,8 @@ def best_checkpoint(run_dir: Path) -> Path:
             best = None
         if best and (run_dir / "checkpoints" / Path(best).name).is_file():
             return run_dir / "checkpoints" / Path(best).name  # the folder may have moved since
-    candidates = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.name))
+    candidates = sorted((p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "start.ckpt"),
+                        key=lambda p: (p.name == "last.ckpt", p.name))
     if not candidates:
         raise CheckpointError(f"no checkpoints in {run_dir / 'checkpoints'}; give ckpt_path=<a .ckpt file>")
     return candidates[0]

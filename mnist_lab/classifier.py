@@ -15,6 +15,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lab import plots
+from mnist_lab.errors import NonFiniteLossError
 from mnist_lab.nets import IMAGE_SHAPE, NUM_CLASSES
 
 Batch = tuple[Tensor, Tensor]
@@ -53,6 +54,7 @@ class Classifier(L.LightningModule):
             MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(3)
         )
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
         self._test_mistakes: list[tuple[Tensor, Tensor, Tensor]] = []
         self._direct_steps = False
@@ -69,8 +71,6 @@ class Classifier(L.LightningModule):
         )
 
     def on_train_start(self) -> None:
-        # Sanity-check validation must not count towards the best validation accuracy.
-        self.val_acc_best.reset()
         if self.hparams.compile and self._compiled_forward is None:
             # Training steps only: a compiled function (not a submodule) leaves checkpoint keys and
             # TensorBoard's graph tracing (torch.jit cannot trace compiled code) untouched.
@@ -107,8 +107,15 @@ class Classifier(L.LightningModule):
             self._optimizer_step(optimizer, loss)
             losses.append(loss.detach())
             logits.append(out.detach())
-        # One metric update per call, not per mini-batch; nothing here waits for the device.
-        self.train_loss.update(torch.stack(losses), weight=y.shape[1])
+        losses = torch.stack(losses)
+        # One check and one metric update per call, not per mini-batch.
+        if not torch.isfinite(losses).all():
+            bad = losses[~torch.isfinite(losses)][0].item()
+            raise NonFiniteLossError(
+                f"the training loss became {bad} in epoch {self.current_epoch + 1}, so training stopped; "
+                "the checkpoints saved before it are kept; lower optimizer.lr and train again"
+            )
+        self.train_loss.update(losses, weight=y.shape[1])
         self.train_acc.update(torch.cat(logits), y.flatten())
 
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
@@ -135,8 +142,9 @@ class Classifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
-        self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute())
+        if not self.trainer.sanity_checking:  # the untrained model's score is not a best
+            self.val_acc_best(self.val_acc.compute())
+            self.log("val/acc_best", self.val_acc_best.compute())
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})

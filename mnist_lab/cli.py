@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from mnist_lab.errors import UserError
+from mnist_lab.errors import Interrupted, UserError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,21 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"no conf/ with train.yaml beside {_PACKAGE_DIR}; reinstall mnist_lab")
+
+
+def check_writable(argv: list[str], default: str = "outputs") -> None:
+    """Refuse to start when the run folder cannot be written (before Hydra tries and fails)."""
+    target = default
+    for arg in argv[1:]:
+        if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir=")):
+            target = arg.split("=", 1)[1]
+    if "${" in target:
+        return
+    folder = Path(target).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise UserError(f"cannot write the run folder {folder}: {existing} is not writable; run from a "
+                        "writable folder or set hydra.run.dir=<a writable folder>")
 
 
 class _DropTips(logging.Filter):
@@ -53,8 +72,25 @@ def entry_point(task: F) -> F:
         setup_logging()
         try:
             return task(*args, **kwargs)
-        except (UserError, InstantiationException) as err:
+        except UserError as err:
             log.error(str(err))
+            sys.exit(1)
+        except Interrupted as stop:
+            log.warning("training interrupted by %s; the run keeps its last full epoch; resume with: "
+                        "python -m mnist_lab resume=%s", stop.signal_name, HydraConfig.get().runtime.output_dir)
+            sys.exit(128 + stop.signum)
+        except InstantiationException as err:  # a constructor refused a config value
+            cause = err.__cause__ or err
+            log.error(f"{cause}; fix that override")
+            sys.exit(1)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+                raise
+            log.error(f"cannot write {err.filename or 'a file'}: {err.strerror}; free some space or choose a "
+                      "writable folder with hydra.run.dir=<folder>")
+            sys.exit(1)
+        except MisconfigurationException as err:  # Lightning's own words on Trainer settings
+            log.error(f"{err}; fix the trainer.* override")
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

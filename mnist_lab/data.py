@@ -11,7 +11,48 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
-from mnist_lab.errors import DataNotFoundError
+from mnist_lab.errors import DataCorruptError, DataNotFoundError
+
+# Each split's idx files: (name, magic number, shape of one item).
+IDX_FILES = {
+    True: [("train-images-idx3-ubyte", 2051, (28, 28)), ("train-labels-idx1-ubyte", 2049, ())],
+    False: [("t10k-images-idx3-ubyte", 2051, (28, 28)), ("t10k-labels-idx1-ubyte", 2049, ())],
+}
+
+
+def check_idx_files(raw_dir: Path, train: bool) -> None:
+    """Check a split's idx files before torchvision reads them: magic number, item shape, file size,
+    equal image and label counts, and labels that are digits 0-9."""
+    counts = []
+    for name, magic, shape in IDX_FILES[train]:
+        path = raw_dir / name
+        if not path.is_file():
+            return  # missing files are torchvision's "not found", reported by _load
+        fix = f"replace {path} with a good copy (or delete it and run online with data.download=true)"
+        header_size = 4 * (2 + len(shape))
+        with path.open("rb") as f:
+            head = f.read(header_size)
+            labels = f.read() if not shape else b""
+        if len(head) < header_size:
+            raise DataCorruptError(f"{path} is truncated ({len(head)} bytes, shorter than its header); {fix}")
+        header = [int.from_bytes(head[i : i + 4], "big") for i in range(0, header_size, 4)]
+        if header[0] != magic:
+            kind = "image" if shape else "label"
+            raise DataCorruptError(f"{path} has magic number {header[0]}, not {magic}: not an idx {kind} file; {fix}")
+        if tuple(header[2:]) != shape:
+            raise DataCorruptError(f"{path} holds images of {tuple(header[2:])} pixels, not 28x28; {fix}")
+        size, expected = path.stat().st_size, header_size + header[1] * (28 * 28 if shape else 1)
+        if size != expected:
+            raise DataCorruptError(f"{path} has {size} bytes where its header promises {expected} "
+                                   f"({header[1]} items); {fix}")
+        if labels and max(labels) > 9:
+            raise DataCorruptError(f"{path} holds label {max(labels)}, outside the digits 0-9; {fix}")
+        counts.append(header[1])
+    if counts[0] != counts[1]:
+        images, labels = (raw_dir / name for name, _, _ in IDX_FILES[train])
+        raise DataCorruptError(f"{images} has {counts[0]} images but {labels} has {counts[1]} labels; "
+                               "replace both with a good copy")
+
 
 DatasetFactory = Callable[..., MNIST]
 
@@ -99,6 +140,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_test: TensorDataset | None = None
 
     def _load(self, train: bool, download: bool = False) -> MNIST:
+        check_idx_files(self.root / self.dataset_name / "raw", train)
         try:
             return self.dataset(str(self.root), train=train, download=download)
         except RuntimeError as err:  # torchvision's "Dataset not found" and "Error downloading"

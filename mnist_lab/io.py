@@ -1,4 +1,4 @@
-"""Small file helpers shared by the entry points."""
+"""Files that are never half-written: write beside the target, flush to disk, then rename."""
 
 from __future__ import annotations
 
@@ -6,21 +6,38 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: readers never see half a file."""
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call `write` on a temporary file in `path`'s folder, fsync it, then rename it to `path`:
+    a process killed at any moment leaves either the old file or the complete new one."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; metrics are not
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+        os.fchmod(fd, 0o644)  # mkstemp makes files private; run outputs are not
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write `data` as indented JSON, atomically."""
+    write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic in the checkpoint's own folder (Lightning's own
+    staging file lives in the system temp folder, whose rename is a copy across file systems)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        write_atomic(path, lambda f: torch.save(checkpoint, f))

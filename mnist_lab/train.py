@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lab.callbacks import EpochTimer
+from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
 from mnist_lab.classifier import Classifier
-from mnist_lab.cli import config_dir, entry_point
+from mnist_lab.cli import check_writable, config_dir, entry_point
+from mnist_lab.errors import ConfigError, Interrupted, NonFiniteLossError, UserError
 from mnist_lab.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -36,8 +40,55 @@ def stop_reason(trainer: L.Trainer) -> str:
     return "max_epochs"
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Refuse config values outside their range before anything is built or written."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    lr = cfg.optimizer.get("lr")
+    need(isinstance(lr, (int, float)) and lr > 0, f"optimizer.lr must be a number > 0, got {lr!r}; e.g. optimizer.lr=0.001")
+    for key in ("batch_size", "batches_per_step"):
+        value = cfg.data.get(key)
+        need(isinstance(value, int) and value >= 1, f"data.{key} must be an integer >= 1, got {value!r}")
+    epochs = cfg.trainer.get("max_epochs")
+    need(isinstance(epochs, int) and epochs >= 1, f"trainer.max_epochs must be an integer >= 1, got {epochs!r}")
+    stop = (cfg.get("callbacks") or {}).get("accuracy_stop")
+    if stop is not None:
+        threshold = stop.get("stopping_threshold")
+        need(isinstance(threshold, (int, float)) and 0 < threshold <= 1,
+             f"callbacks.accuracy_stop.stopping_threshold must lie in (0, 1], got {threshold!r}; "
+             "or switch the stop off with callbacks.accuracy_stop=null")
+    devices, accelerator = cfg.trainer.get("devices"), cfg.trainer.get("accelerator")
+    if isinstance(devices, int):
+        gpus = torch.cuda.device_count()
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+        have = gpus if on_gpu else os.cpu_count() or 1
+        need(have > 0, f"trainer.accelerator={accelerator} but this machine has no GPU; use trainer.accelerator=auto")
+        need(1 <= devices <= have, f"trainer.devices={devices} but this machine has {have} "
+             f"{'GPUs' if on_gpu else 'CPU cores'}; use trainer.devices=1" + ("" if on_gpu else " (or up to its cores)"))
+
+
+def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, reason: str) -> dict[str, Any]:
+    """What metrics.json records about a fit, however it ended."""
+    timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
+    epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
+    checkpoint = trainer.checkpoint_callback
+    return {
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "epochs_run": trainer.current_epoch,
+        "stop_reason": reason,
+        "train_seconds": round(train_seconds, 3),
+        "epoch_seconds": epoch_seconds,  # training only, validation excluded
+        "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
+        "best_ckpt": (checkpoint.best_model_path or None) if checkpoint is not None else None,
+        **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
+    }
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test its best checkpoint, and write `metrics.json` in the run folder."""
+    check_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -53,26 +104,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
-    train_seconds = time.perf_counter() - start
-    epochs_run = trainer.current_epoch
-
-    timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
-    epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
-    checkpoint = trainer.checkpoint_callback
-    best_ckpt = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    metrics: dict[str, Any] = {
-        "model": cfg.model._target_.rsplit(".", 1)[-1],
-        "epochs_run": epochs_run,
-        "stop_reason": stop_reason(trainer),
-        "train_seconds": round(train_seconds, 3),
-        "epoch_seconds": epoch_seconds,  # training only, validation excluded
-        "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
-        "best_ckpt": best_ckpt,
-        **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
-    }
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except (Interrupted, NonFiniteLossError) as stop:
+        reason = "interrupted" if isinstance(stop, Interrupted) else "non_finite_loss"
+        metrics = run_metrics(trainer, cfg, time.perf_counter() - start, reason)
+        metrics["resume"] = f"python -m mnist_lab resume={output_dir}"
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        raise
+    metrics = run_metrics(trainer, cfg, time.perf_counter() - start, stop_reason(trainer))
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=metrics["best_ckpt"], verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     write_json_atomic(output_dir / "metrics.json", metrics)
     log.info("metrics: %s", {k: metrics[k] for k in ("epochs_run", "stop_reason", "val/acc_best", "test/acc") if k in metrics})
@@ -80,8 +122,38 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """Rewrite `resume=<run folder>` into Hydra arguments that rerun that folder's own config, in
+    that folder, from its checkpoints/last.ckpt (start.ckpt if it stopped in its first epoch).
+    Other arguments may change values (not config groups), e.g. trainer.max_epochs=40."""
+    chosen = [a for a in argv[1:] if a.startswith("resume=")]
+    if not chosen:
+        return argv
+    run = Path(chosen[-1].split("=", 1)[1]).expanduser().resolve()
+    if not (run / ".hydra" / "config.yaml").is_file():
+        raise UserError(f"resume={run}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run")
+    last = run / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        last = run / "checkpoints" / GracefulInterrupt.START  # interrupted in its first epoch
+    if not last.is_file():
+        raise UserError(f"resume={run}: no checkpoints/last.ckpt to resume from; start a new run instead")
+    rest = [a for a in argv[1:] if not a.startswith("resume=")]
+    return [argv[0], "--config-path", str(run / ".hydra"), "--config-name", "config",
+            f"hydra.run.dir={run}", "hydra.output_subdir=null", "hydra.job.name=train", f"++ckpt_path={last}", *rest]
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @entry_point
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns val/acc_best so that sweepers can optimise it."""
+def _main(cfg: DictConfig) -> float | None:
     return train(cfg).get("val/acc_best")
+
+
+def main() -> float | None:
+    """`python -m mnist_lab`: returns val/acc_best so that sweepers can optimise it."""
+    try:
+        sys.argv = resume_argv(sys.argv)
+        check_writable(sys.argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    return _main()
