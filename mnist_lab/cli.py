@@ -64,33 +64,38 @@ def setup_logging() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+def user_message(err: Exception) -> str | None:
+    """One line for an error the user caused and can fix; None for anything else (a bug)."""
+    if isinstance(err, UserError):
+        return str(err)
+    if isinstance(err, InstantiationException):  # a constructor refused a config value
+        return f"{err.__cause__ or err}; fix that override"
+    if isinstance(err, MisconfigurationException):  # Lightning's own words on Trainer settings
+        return f"{err}; fix the trainer.* override"
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        return (f"cannot write {err.filename or 'a file'}: {err.strerror}; free some space or choose a "
+                "writable folder with hydra.run.dir=<folder>")
+    return None
+
+
 def entry_point(task: F) -> F:
-    """Wrap a Hydra task: set up logging, and turn user errors into one logged line and exit code 1."""
+    """Wrap a Hydra task: set up logging; turn user errors into one logged line and exit code 1
+    (HYDRA_FULL_ERROR=1 shows the traceback instead), and an interrupt into the resume command."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         setup_logging()
         try:
             return task(*args, **kwargs)
-        except UserError as err:
-            log.error(str(err))
-            sys.exit(1)
         except Interrupted as stop:
             log.warning("training interrupted by %s; the run keeps its last full epoch; resume with: "
                         "python -m mnist_lab resume=%s", stop.signal_name, HydraConfig.get().runtime.output_dir)
             sys.exit(128 + stop.signum)
-        except InstantiationException as err:  # a constructor refused a config value
-            cause = err.__cause__ or err
-            log.error(f"{cause}; fix that override")
-            sys.exit(1)
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        except Exception as err:
+            message = user_message(err)
+            if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            log.error(f"cannot write {err.filename or 'a file'}: {err.strerror}; free some space or choose a "
-                      "writable folder with hydra.run.dir=<folder>")
-            sys.exit(1)
-        except MisconfigurationException as err:  # Lightning's own words on Trainer settings
-            log.error(f"{err}; fix the trainer.* override")
+            log.error(message)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

@@ -237,3 +237,8 @@ def test_read_only_output_folder_is_one_error_line(read_only_folder):
     (error,) = errors_of(result)
     assert str(read_only_folder / "run") in error and "hydra.run.dir=" in error and error.startswith("error:")
     assert list(read_only_folder.iterdir()) == []
+
+
+def test_hydra_full_error_shows_the_traceback_instead(tmp_path):
+    result = run_cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr
