@@ -11,9 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig
 
 from mnist_lab.errors import Interrupted, UserError
 
@@ -99,3 +101,15 @@ def entry_point(task: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def hydra_main(config_name: str, task: Callable[[DictConfig, Path], Any]) -> Callable[[], Any]:
+    """A console entry point that composes `conf/<config_name>.yaml` with the command line and runs
+    `task(cfg, run folder)` inside `entry_point`."""
+
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+    @entry_point
+    def main(cfg: DictConfig) -> Any:
+        return task(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+    return main

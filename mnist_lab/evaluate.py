@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -17,7 +15,7 @@ from torchmetrics.functional.classification import (
 
 from mnist_lab import plots
 from mnist_lab.checkpoints import load_checkpoint
-from mnist_lab.cli import config_dir, entry_point
+from mnist_lab.cli import hydra_main
 from mnist_lab.inference import logits, test_images
 from mnist_lab.io import write_json_atomic
 from mnist_lab.nets import NUM_CLASSES
@@ -63,12 +61,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
-@entry_point
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point for evaluate."""
-    evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+main = hydra_main("evaluate", evaluate)
 
 if __name__ == "__main__":
     main()

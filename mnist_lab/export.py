@@ -6,14 +6,12 @@ import logging
 import warnings
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mnist_lab.checkpoints import LoadedModel, load_checkpoint
-from mnist_lab.cli import config_dir, entry_point
+from mnist_lab.cli import hydra_main
 from mnist_lab.errors import UserError
 from mnist_lab.inference import logits, test_images
 
@@ -79,12 +77,7 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
     return {"path": path, "max_abs_difference": difference}
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
-@entry_point
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point for export."""
-    export(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+main = hydra_main("export", export)
 
 if __name__ == "__main__":
     main()

@@ -7,15 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from mnist_lab import plots
 from mnist_lab.checkpoints import LoadedModel, load_checkpoint
-from mnist_lab.cli import config_dir, entry_point
+from mnist_lab.cli import hydra_main
 from mnist_lab.errors import UserError
 from mnist_lab.images import load_digit
 from mnist_lab.inference import logits, test_images
@@ -106,12 +104,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
-@entry_point
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point for predict."""
-    predict(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+main = hydra_main("predict", predict)
 
 if __name__ == "__main__":
     main()
