@@ -157,7 +157,7 @@ def main() -> None:
 
     print(f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
-    print(f"| model | (a) mnist_lab | (b) hand loop | (c) torchvision | a/b | c/a | peak RSS a/b/c (MB) |")
+    print("| model | (a) mnist_lab | (b) hand loop | (c) torchvision | a/b | c/a | peak RSS a/b/c (MB) |")
     print("|---|---|---|---|---|---|---|")
     for model, r in rows.items():
         a, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)

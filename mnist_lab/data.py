@@ -135,6 +135,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.normalize = normalize
         self.mean, self.std = 0.0, 1.0  # input scaling: (pixels - mean) / std
+        self.shuffle_seed = 0  # set by setup from torch's seed
         self.data_train: TensorDataset | None = None
         self.data_val: TensorDataset | None = None
         self.data_test: TensorDataset | None = None
@@ -153,9 +154,11 @@ class MNISTDataModule(L.LightningDataModule):
             ) from err
 
     def prepare_data(self) -> None:
-        """Download the dataset if it is missing and downloads are allowed."""
-        self._load(train=True, download=self.download)
-        self._load(train=False, download=self.download)
+        """Download the dataset if it is missing and downloads are allowed (setup reads it)."""
+        raw = self.root / self.dataset_name / "raw"
+        for train, files in IDX_FILES.items():
+            if not all((raw / name).is_file() for name, _, _ in files):
+                self._load(train, download=self.download)
 
     def setup(self, stage: str | None = None) -> None:
         """Load all images once as float tensors of shape (N, 1, 28, 28)."""

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from conftest import run_cli
