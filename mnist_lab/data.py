@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
@@ -112,7 +112,11 @@ class TensorBatches:
 
 class MNISTDataModule(L.LightningDataModule):
     """The tutorial's split: validation = first 5,000 training images, train = the other 55,000,
-    test = the official 10,000. Pixels are floats in [0, 1] unless `normalize` is set."""
+    test = the official 10,000. Pixels are floats in [0, 1] unless `normalize` is set.
+
+    `augment`, a module such as `mnist_lab.augment.RandomAffine`, transforms training batches on
+    the training device (validation, test and prediction batches are left as they are).
+    """
 
     def __init__(
         self,
@@ -124,6 +128,7 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 1000,
         val_size: int = 5000,
         normalize: bool = False,
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -134,6 +139,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
         self.normalize = normalize
+        self.augment = augment
         self.mean, self.std = 0.0, 1.0  # input scaling: (pixels - mean) / std
         self.shuffle_seed = 0  # set by setup from torch's seed
         self.data_train: TensorDataset | None = None
@@ -208,6 +214,16 @@ class MNISTDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatches:
         return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Training batches only: not the model summary's or the graph's example input.
+        training = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))
+        if self.augment is not None and training:
+            x, y = batch
+            if self.normalize:  # transform pixels in [0, 1], where the background that moves in is 0
+                return (self.augment(x * self.std + self.mean) - self.mean) / self.std, y
+            return self.augment(x), y
+        return batch
 
 
 def _to_float(images: Tensor) -> Tensor:

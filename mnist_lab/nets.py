@@ -56,21 +56,27 @@ class SoftmaxRegression(_Net):
 
 
 class MLP(_Net):
-    """Multi-layer perceptron, 784-256-256-10 with sigmoid units in the tutorial."""
+    """Multi-layer perceptron, 784-256-256-10 with sigmoid units in the tutorial; `dropout`, if
+    above 0, follows each hidden layer."""
 
     def __init__(
         self,
         hidden_sizes: Sequence[int] = (256, 256),
         activation: str = "sigmoid",
         init: Init = "default",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.dropout must lie in [0, 1), got {dropout!r}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = 784
         for size in hidden_sizes:
             layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, NUM_CLASSES))
         self.layers = nn.Sequential(*layers)
