@@ -116,3 +116,16 @@ def test_tutorial_presets_pin_what_the_tutorial_fixes(compose_cfg, preset, net, 
         assert cfg.model.dropout == 0.25
     classifier = Classifier(**cfg.module)  # the preset builds
     assert type(classifier.configure_optimizers()["optimizer"]).__name__ == optimizer
+
+
+@pytest.mark.parametrize("model", ["softmax", "mlp", "cnn"])
+def test_best_presets_keep_the_tutorials_layers_and_train_a_fixed_schedule(compose_cfg, model):
+    best, tutorial = compose_cfg(f"experiment=best_{model}"), compose_cfg(f"experiment=tutorial_{model}")
+    shapes = [
+        [tuple(p.shape) for p in Classifier(**cfg.module).net.parameters()] for cfg in (best, tutorial)
+    ]
+    assert shapes[0] == shapes[1]  # same layer sizes; only training and regularisation differ
+    assert best.callbacks.accuracy_stop is None and best.scheduler.T_max == best.trainer.max_epochs
+    assert best.trainer.max_epochs <= 30
+    if model != "softmax":
+        assert best.data.augment._target_ == "mnist_lab.augment.RandomAffine"

@@ -60,3 +60,12 @@ def test_normal_and_zeros_inits_apply_to_any_network():
     weights = SoftmaxRegression(init="normal").layers[1].weight
     assert abs(weights.std().item() - 1.0) < 0.02
     assert all(torch.count_nonzero(p) == 0 for p in MLP(init="zeros").parameters())
+
+
+def test_mlp_dropout_follows_each_hidden_layer_without_changing_its_sizes():
+    net = MLP(activation="relu", dropout=0.2)
+    assert [m.p for m in net.modules() if isinstance(m, nn.Dropout)] == [0.2, 0.2]
+    assert sum(p.numel() for p in net.parameters()) == 269_322
+    assert not any(isinstance(m, nn.Dropout) for m in MLP().modules())
+    with pytest.raises(ValueError, match=r"model.dropout must lie in \[0, 1\)"):
+        MLP(dropout=1.0)

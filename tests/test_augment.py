@@ -1,0 +1,77 @@
+"""RandomAffine: batched, per-image random rotations, shifts and zooms, applied to training batches only."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mnist_lab.augment import RandomAffine
+from mnist_lab.data import MNISTDataModule
+
+
+def square(n: int = 1) -> torch.Tensor:
+    """n images of a bright 8x8 square centred in the 28x28 frame."""
+    x = torch.zeros(n, 1, 28, 28)
+    x[..., 10:18, 10:18] = 1.0
+    return x
+
+
+def centre(x: torch.Tensor) -> torch.Tensor:
+    """Centre of mass (row, col) of each image in a (N, 1, 28, 28) batch."""
+    grid = torch.arange(28, dtype=torch.float32)
+    mass = x.sum(dim=(1, 2, 3))
+    return torch.stack([(x.sum(dim=(1, 3)) * grid).sum(-1) / mass, (x.sum(dim=(1, 2)) * grid).sum(-1) / mass], 1)
+
+
+def test_zero_ranges_leave_images_unchanged():
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(RandomAffine(degrees=0, translate=0, scale=0)(x), x, atol=1e-5)
+
+
+def test_shifts_stay_within_the_translate_fraction_and_differ_per_image():
+    torch.manual_seed(0)
+    moved = centre(RandomAffine(degrees=0, translate=0.1, scale=0)(square(64))) - 13.5
+    assert moved.abs().max() <= 0.1 * 28 + 0.1
+    assert moved.abs().max() > 1.5  # it does move them
+    assert len({tuple(m) for m in moved.round(decimals=2).tolist()}) == 64  # one draw per image
+
+
+def test_rotation_and_zoom_keep_a_centred_square_centred_and_its_mass_within_range():
+    torch.manual_seed(0)
+    out = RandomAffine(degrees=30, translate=0, scale=0.2)(square(32))
+    assert (centre(out) - 13.5).abs().max() < 0.2
+    mass = out.sum(dim=(1, 2, 3)) / 64
+    assert mass.min() > 0.8**2 - 0.05 and mass.max() < 1.2**2 + 0.05 and mass.std() > 0.01
+
+
+def test_stacks_of_mini_batches_keep_their_shape():
+    x = torch.rand(3, 5, 1, 28, 28)
+    assert RandomAffine()(x).shape == x.shape
+
+
+@pytest.mark.parametrize(("name", "value"), [("degrees", 200), ("translate", 1.5), ("scale", -0.1)])
+def test_out_of_range_settings_are_refused(name, value):
+    with pytest.raises(ValueError, match=f"data.augment.{name} must lie in"):
+        RandomAffine(**{name: value})
+
+
+def test_data_module_augments_training_batches_only():
+    dm = MNISTDataModule(augment=RandomAffine(degrees=0, translate=0.2, scale=0))
+    batch = (square(8), torch.arange(8))
+    dm.trainer = SimpleNamespace(training=True)
+    x, y = dm.on_after_batch_transfer(batch, 0)
+    assert not torch.equal(x, batch[0]) and torch.equal(y, batch[1])
+    dm.trainer = SimpleNamespace(training=False)  # validation, test, predict
+    assert dm.on_after_batch_transfer(batch, 0) is batch
+    dm.trainer = SimpleNamespace(training=True)  # the model summary's example input is a bare tensor
+    assert dm.on_after_batch_transfer(batch[0], 0) is batch[0]
+
+
+def test_normalised_data_is_augmented_on_the_pixel_scale():
+    dm = MNISTDataModule(augment=RandomAffine(degrees=0, translate=0.3, scale=0), normalize=True)
+    dm.mean, dm.std, dm.trainer = 0.13, 0.31, SimpleNamespace(training=True)
+    background = (0 - dm.mean) / dm.std
+    x, _ = dm.on_after_batch_transfer(((square(16) - dm.mean) / dm.std, torch.zeros(16)), 0)
+    # Pixels moved in from outside the frame take the background's value, not 0.
+    assert torch.isclose(x.min(), torch.tensor(background), atol=1e-5)
+    assert (x[:, :, 0, :] - background).abs().max() < 1e-5
