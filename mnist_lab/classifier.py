@@ -144,7 +144,7 @@ class Classifier(L.LightningModule):
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         if not self.trainer.sanity_checking:  # the untrained model's score is not a best
             self.val_acc_best(self.val_acc.compute())
-            self.log("val/acc_best", self.val_acc_best.compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on every rank
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})

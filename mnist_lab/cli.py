@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
@@ -82,7 +83,8 @@ def user_message(err: Exception) -> str | None:
 
 def entry_point(task: F) -> F:
     """Wrap a Hydra task: set up logging; turn user errors into one logged line and exit code 1
-    (HYDRA_FULL_ERROR=1 shows the traceback instead), and an interrupt into the resume command."""
+    (HYDRA_FULL_ERROR=1 shows the traceback instead), and an interrupt into the resume command.
+    In a multirun a failed job is logged and left to Hydra, so that the other jobs go on."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -95,6 +97,11 @@ def entry_point(task: F) -> F:
             sys.exit(128 + stop.signum)
         except Exception as err:
             message = user_message(err)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                # Log it in the job's own log (the sweep summary quotes it) and let Hydra mark the
+                # job failed: the sweep's other jobs still run, and the sweep exits non-zero.
+                log.error(message or f"{type(err).__name__}: {err}")
+                raise
             if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             log.error(message)

@@ -61,12 +61,19 @@ class IndexBatches:
     """One epoch of indices: mini-batches of `batch_size`, shuffled by a generator seeded with
     `seed + epoch`, grouped `batches_per_step` at a time into (K, B) tensors.
 
+    With several processes (DDP), process `rank` of `world_size` takes every `world_size`-th index
+    of the order all processes share, as DistributedSampler does; a shuffled epoch is first cut to
+    a multiple of `world_size`, so that every process makes the same number of steps.
     Lightning calls `set_epoch` before each epoch, as it does for a DataLoader's batch sampler.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, batches_per_step: int = 1, seed: int = 0) -> None:
-        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+    def __init__(self, size: int, batch_size: int, shuffle: bool, batches_per_step: int = 1, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.batch_size, self.shuffle = batch_size, shuffle
         self.batches_per_step, self.seed, self.epoch = batches_per_step, seed, 0
+        self.rank, self.world_size, self.total = rank, world_size, size
+        # This process's share: equal shares when shuffling (training), every index otherwise.
+        self.size = size // world_size if shuffle else len(range(rank, size, world_size))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,9 +84,11 @@ class IndexBatches:
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = torch.randperm(self.total, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = order[: self.size * self.world_size]
         else:
-            order = torch.arange(self.size)
+            order = torch.arange(self.total)
+        order = order[self.rank :: self.world_size]
         full = self.size // self.batch_size
         grouped = order[: full * self.batch_size].view(full, self.batch_size)
         for start in range(0, full, self.batches_per_step):
@@ -200,7 +209,8 @@ class MNISTDataModule(L.LightningDataModule):
         return data
 
     def _batches(self, data: TensorDataset, batch_size: int, shuffle: bool, batches_per_step: int = 1) -> TensorBatches:
-        sampler = IndexBatches(len(data), batch_size, shuffle, batches_per_step, seed=self.shuffle_seed)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = IndexBatches(len(data), batch_size, shuffle, batches_per_step, self.shuffle_seed, rank, world_size)
         return TensorBatches(self._on_device(data), sampler)
 
     def train_dataloader(self) -> TensorBatches:

@@ -13,9 +13,12 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
@@ -32,10 +35,16 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in (group or {}).values() if node is not None]
 
 
-def stop_reason(trainer: L.Trainer) -> str:
+def stop_reason(trainer: L.Trainer, epochs: int) -> str:
     """Why fit ended: the training-accuracy threshold, or the epoch budget."""
     for callback in trainer.callbacks:
         if isinstance(callback, EarlyStopping) and callback.stopping_reason == EarlyStoppingReason.STOPPING_THRESHOLD:
+            return "accuracy_threshold"
+        # ddp_spawn's processes keep the callback's reason to themselves; the metric comes back.
+        value = trainer.callback_metrics.get(callback.monitor) if isinstance(callback, EarlyStopping) else None
+        if value is not None and callback.stopping_threshold is not None and (
+            callback.monitor_op(value, torch.tensor(callback.stopping_threshold))
+        ) and (trainer.max_epochs is None or epochs < trainer.max_epochs):
             return "accuracy_threshold"
     return "max_epochs"
 
@@ -69,14 +78,40 @@ def check_config(cfg: DictConfig) -> None:
              f"{'GPUs' if on_gpu else 'CPU cores'}; use trainer.devices=1" + ("" if on_gpu else " (or up to its cores)"))
 
 
-def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, reason: str) -> dict[str, Any]:
+def check_launch(trainer: L.Trainer) -> None:
+    """Refuse DDP that restarts the command line when that command line is a multirun."""
+    reruns_command = isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher)
+    if reruns_command and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            "trainer.strategy=ddp cannot run inside a multirun: Lightning starts the other processes by "
+            "rerunning the command line, which would rerun the whole sweep; in a sweep use "
+            "trainer.strategy=ddp_spawn, or hydra/launcher=slurm with one SLURM task per device"
+        )
+
+
+def recover_spawned_state(trainer: L.Trainer) -> int:
+    """Epochs run; with ddp_spawn, whose processes send back only the metrics, also restore the
+    callbacks' state (epoch times, why training stopped) from the last checkpoint they wrote."""
+    spawned = isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+    checkpoint = trainer.checkpoint_callback
+    last = Path(checkpoint.dirpath or "") / "last.ckpt" if checkpoint is not None else None
+    if not spawned or last is None or not last.is_file():
+        return trainer.current_epoch
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    for callback in trainer.callbacks:
+        if isinstance(callback, (EpochTimer, EarlyStopping)) and callback.state_key in state.get("callbacks", {}):
+            callback.load_state_dict(state["callbacks"][callback.state_key])
+    return state["epoch"] + 1
+
+
+def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, epochs: int, reason: str) -> dict[str, Any]:
     """What metrics.json records about a fit, however it ended."""
     timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
     epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
     checkpoint = trainer.checkpoint_callback
     return {
         "model": cfg.model._target_.rsplit(".", 1)[-1],
-        "epochs_run": trainer.current_epoch,
+        "epochs_run": epochs,
         "stop_reason": reason,
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": epoch_seconds,  # training only, validation excluded
@@ -89,6 +124,8 @@ def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, reaso
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test its best checkpoint, and write `metrics.json` in the run folder."""
     check_config(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -100,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_launch(trainer)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -108,15 +146,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except (Interrupted, NonFiniteLossError) as stop:
         reason = "interrupted" if isinstance(stop, Interrupted) else "non_finite_loss"
-        metrics = run_metrics(trainer, cfg, time.perf_counter() - start, reason)
+        metrics = run_metrics(trainer, cfg, time.perf_counter() - start, trainer.current_epoch, reason)
         metrics["resume"] = f"python -m mnist_lab resume={output_dir}"
-        write_json_atomic(output_dir / "metrics.json", metrics)
+        if trainer.is_global_zero:
+            write_json_atomic(output_dir / "metrics.json", metrics)
         raise
-    metrics = run_metrics(trainer, cfg, time.perf_counter() - start, stop_reason(trainer))
+    seconds, epochs = time.perf_counter() - start, recover_spawned_state(trainer)
+    metrics = run_metrics(trainer, cfg, seconds, epochs, stop_reason(trainer, epochs))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=metrics["best_ckpt"], verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    if trainer.is_global_zero:  # one metrics.json per run, however many processes trained it
+        write_json_atomic(output_dir / "metrics.json", metrics)
     log.info("metrics: %s", {k: metrics[k] for k in ("epochs_run", "stop_reason", "val/acc_best", "test/acc") if k in metrics})
     log.info("run folder: %s", output_dir)
     return metrics

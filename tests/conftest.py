@@ -28,10 +28,10 @@ def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
     return compose_config("train", f"paths.output_dir={output_dir}", *QUIET, *overrides)
 
 
-def compose_config(name: str, *overrides: str) -> DictConfig:
+def compose_config(name: str, *overrides: str, return_hydra: bool = False) -> DictConfig:
     """One of the entry points' configs (train, predict, evaluate, export) with overrides."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(name, overrides=list(overrides))
+        return compose(name, overrides=list(overrides), return_hydra_config=return_hydra)
 
 
 def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
