@@ -132,16 +132,15 @@ def tables(sweep: Path, jobs: list[Job]) -> tuple[str, str]:
     common = set.intersection(*(set(j.overrides) for j in jobs)) if len(jobs) > 1 else set()
     rows = [j.row([o for o in j.overrides if o not in common]) for j in jobs]
     done = sum(j.status == "done" for j in jobs)
-    lines = [f"# Sweep summary: {sweep}", "",
-             f"{len(jobs)} jobs: {done} done, {len(jobs) - done} failed, cut off or without result. "
-             "Sorted by test/acc (val/acc_best where untested)."]
+    counts = f"{len(jobs)} jobs: {done} done, {len(jobs) - done} failed, cut off or without result."
+    lines = [f"# Sweep summary: {sweep}", "", f"{counts} Sorted by test/acc (val/acc_best where untested)."]
     if common:
         lines += ["", "Overrides common to every job: `" + " ".join(sorted(common)) + "`"]
     best = _best_params(sweep)
     if best and "best_params" in best:
         params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["best_params"].items())
-        lines += ["", f"Best parameters ({best.get('name', 'search')}): `{params}` "
-                      f"with val/acc_best {_cell('val/acc_best', best.get('best_value'))}"]
+        value = _cell("val/acc_best", best.get("best_value"))
+        lines += ["", f"Best parameters ({best.get('name', 'search')}): `{params}` with val/acc_best {value}"]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in rows]
     lines += ["", f"Compare the runs' curves: `tensorboard --logdir {sweep}`", ""]

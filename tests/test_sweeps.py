@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import QUIET, compose_config, requires_mnist, run_cli
-from mnist_lab.report import find_latest, main as report_main, read_sweep
+
+from mnist_lab.report import find_latest, read_sweep
+from mnist_lab.report import main as report_main
 
 TESTS = Path(__file__).parent
 
