@@ -63,6 +63,9 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("batch_size", "batches_per_step"):
         value = cfg.data.get(key)
         need(isinstance(value, int) and value >= 1, f"data.{key} must be an integer >= 1, got {value!r}")
+    threads = cfg.get("threads")
+    need(threads is None or (isinstance(threads, int) and threads >= 1),
+         f"threads must be an integer >= 1 (torch CPU threads) or null, got {threads!r}")
     epochs = cfg.trainer.get("max_epochs")
     need(isinstance(epochs, int) and epochs >= 1, f"trainer.max_epochs must be an integer >= 1, got {epochs!r}")
     stop = (cfg.get("callbacks") or {}).get("accuracy_stop")

@@ -191,6 +191,9 @@ BAD_OVERRIDES = {
     "model.activation=swish": "activation must be one of",
     "trainer.devices=64": "trainer.devices=64 but this machine has",
     "optimizer=rmsprop": "Could not find 'optimizer/rmsprop'",
+    "threads=0": "threads must be an integer >= 1",
+    "model.dropout=1.5": "model.dropout must lie in [0, 1)",
+    "data.augment={_target_:mnist_lab.augment.RandomAffine,degrees:200}": "data.augment.degrees must lie in [0, 180)",
 }
 
 
