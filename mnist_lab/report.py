@@ -76,14 +76,13 @@ def read_job(folder: Path) -> Job:
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     except json.JSONDecodeError:
         metrics = {}
-    error = None if metrics else last_error(folder / "train.log") or last_error(folder / f"{folder.name}.log")
-    reason = metrics.get("stop_reason")
+    reason, logged = metrics.get("stop_reason"), last_error(folder / "train.log")
     if reason in FINISHED:
-        status = "done"
+        status, error = "done", None
     elif reason == "interrupted":
-        status = "interrupted"
-    elif reason or error:
-        status, error = "failed", error or f"stopped: {reason}"
+        status, error = "interrupted", None
+    elif reason or logged:  # a non-finite loss, or an error before metrics.json
+        status, error = "failed", logged or f"stopped: {reason}"
     else:
         status, error = "no result", "no metrics.json: killed, or still running"
     return Job(folder.name, [str(o) for o in overrides], status, metrics, error)

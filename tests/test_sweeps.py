@@ -97,9 +97,12 @@ def test_cut_off_and_killed_jobs_are_shown_not_dropped(tmp_path):
     fake_job(sweep, "1_cnn", ["model=cnn"], {"epochs_run": 1, "stop_reason": "interrupted", "val/acc_best": 0.95})
     fake_job(sweep, "2_cnn", ["model=cnn", "seed=2"], None, "[2026-01-01 10:00:00,000][mnist_lab][INFO] - started\n")
     fake_job(sweep, "3_mlp", ["model=mlp", "seed=3"], {**done, "test/acc": 0.93})
+    fake_job(sweep, "4_mlp", ["model=mlp", "optimizer.lr=1e9"], {"epochs_run": 1, "stop_reason": "non_finite_loss"},
+             "[2026-01-01 10:00:00,000][mnist_lab.cli][ERROR] - the training loss became nan in epoch 2\n")
     jobs = read_sweep(sweep)
     assert [(j.name, j.status) for j in jobs] == [
-        ("3_mlp", "done"), ("0_mlp", "done"), ("1_cnn", "interrupted"), ("2_cnn", "no result")]
+        ("3_mlp", "done"), ("0_mlp", "done"), ("1_cnn", "interrupted"), ("4_mlp", "failed"), ("2_cnn", "no result")]
+    assert jobs[3].error == "the training loss became nan in epoch 2"
     assert "killed, or still running" in jobs[-1].error
 
 
