@@ -43,7 +43,7 @@ def stop_reason(trainer: L.Trainer, epochs: int) -> str:
     for callback in trainer.callbacks:
         if isinstance(callback, EarlyStopping) and callback.stopping_reason == EarlyStoppingReason.STOPPING_THRESHOLD:
             return "accuracy_threshold"
-        # ddp_spawn's processes keep the callback's reason to themselves; the metric comes back.
+        # ddp_spawn's processes keep the callback's reason to themselves, but its metric comes back.
         value = trainer.callback_metrics.get(callback.monitor) if isinstance(callback, EarlyStopping) else None
         if value is not None and callback.stopping_threshold is not None and (
             callback.monitor_op(value, torch.tensor(callback.stopping_threshold))
@@ -97,15 +97,15 @@ def check_launch(trainer: L.Trainer) -> None:
 
 def recover_spawned_state(trainer: L.Trainer) -> int:
     """Epochs run; with ddp_spawn, whose processes send back only the metrics, also restore the
-    callbacks' state (epoch times, why training stopped) from the last checkpoint they wrote."""
+    epoch times from the last checkpoint they wrote."""
     spawned = isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
     checkpoint = trainer.checkpoint_callback
     last = Path(checkpoint.dirpath or "") / "last.ckpt" if checkpoint is not None else None
     if not spawned or last is None or not last.is_file():
         return trainer.current_epoch
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = torch.load(last, map_location="cpu", weights_only=True)
     for callback in trainer.callbacks:
-        if isinstance(callback, (EpochTimer, EarlyStopping)) and callback.state_key in state.get("callbacks", {}):
+        if isinstance(callback, EpochTimer) and callback.state_key in state.get("callbacks", {}):
             callback.load_state_dict(state["callbacks"][callback.state_key])
     return state["epoch"] + 1
 
