@@ -28,8 +28,17 @@ TRAIN_IMAGES = 55_000
 VARIANTS = ("lightning", "loop", "torchvision")  # (a), (b), (c)
 
 
-def data_root() -> str:
-    return os.environ.get("MNIST_LAB_DATA_DIR", "data")
+def extracted_mnist(folder: str) -> str:
+    """torchvision's MNIST reads uncompressed files: extract the packaged copy into `folder`."""
+    import gzip
+
+    from mnist_lab.datasets import PACKAGED
+
+    raw = Path(folder) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in (PACKAGED / "MNIST").glob("*.gz"):
+        (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+    return folder
 
 
 def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str) -> list[str]:
@@ -37,8 +46,8 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
     cmd = [sys.executable, "-m", "mnist_lab", f"model={model}", f"trainer.max_epochs={args.epochs}",
            "callbacks.accuracy_stop=null", "test=false", f"trainer.accelerator={args.device}",
            f"data.batch_size={args.batch_size}", f"hydra.run.dir={run_dir}"]
-    if images < TRAIN_IMAGES:  # a fraction of the epoch's training steps (each one a stack of batches)
-        cmd.append(f"+trainer.limit_train_batches={images / TRAIN_IMAGES}")
+    if images < TRAIN_IMAGES:  # a fraction of the epoch's mini-batches
+        cmd.append(f"trainer.limit_train_batches={images / TRAIN_IMAGES}")
     return cmd
 
 
@@ -63,11 +72,12 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
         from torchvision.datasets import MNIST
         from torchvision.transforms import ToTensor
 
-        train = Subset(MNIST(data_root(), train=True, transform=ToTensor()), range(5000, 5000 + images))
+        root = extracted_mnist(tempfile.mkdtemp())
+        train = Subset(MNIST(root, train=True, transform=ToTensor()), range(5000, 5000 + images))
         loader = DataLoader(train, batch_size=batch_size, shuffle=True)
         batches = lambda: ((x.to(device), y.to(device)) for x, y in loader)  # noqa: E731
     else:
-        dm = MNISTDataModule(root=data_root(), download=False)
+        dm = MNISTDataModule(download=False)
         dm.setup()
         xs, ys = (t[:images].to(device) for t in dm.data_train.tensors)
 

@@ -114,8 +114,8 @@ class GracefulInterrupt(L.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         paths = self._checkpoints(trainer)
-        if paths is not None and not paths[0].exists():
-            trainer.save_checkpoint(paths[1])
+        if paths is not None and not paths[0].exists() and not trainer.fast_dev_run:  # it writes no checkpoints
+            trainer.save_checkpoint(paths[1], weights_only=False)  # the full state, to resume from
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.received is not None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.core.saving import load_hparams_from_tags_csv, load_hparams_from_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lab import plots
 from mnist_lab.errors import NonFiniteLossError
+from mnist_lab.trust import check_targets
 from mnist_lab.nets import IMAGE_SHAPE, NUM_CLASSES
 
 Batch = tuple[Tensor, Tensor]
@@ -28,13 +30,8 @@ class Classifier(L.LightningModule):
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
     hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
     `scheduler`, if given, is a `_partial_` learning-rate scheduler stepped once per epoch;
-    `compile=True` runs the training steps through torch.compile.
-
-    Training batches may be stacks of K mini-batches, shaped (K, B, 1, 28, 28): one training_step
-    then makes K optimizer steps, one per mini-batch, so Lightning's per-step cost is paid once per
-    K steps (like Keras' `steps_per_execution`). On a single device without a gradient scaler the
-    steps go straight to torch; Lightning's per-step backward and optimizer-step hooks are then not
-    called (they still are with DDP or 16-bit mixed precision).
+    `compile=True` runs the training steps through torch.compile. Lightning's automatic
+    optimization makes one optimizer step per mini-batch, so every Trainer flag keeps its meaning.
     """
 
     def __init__(
@@ -46,10 +43,10 @@ class Classifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.automatic_optimization = False  # training_step makes its own optimizer steps
         self.net = instantiate(net)
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # Losses are checked for NaN by training_step itself, once per step.
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(3)
         )
@@ -57,18 +54,11 @@ class Classifier(L.LightningModule):
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
         self._test_mistakes: list[tuple[Tensor, Tensor, Tensor]] = []
-        self._direct_steps = False
         self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for a batch of images shaped (N, 1, 28, 28)."""
         return self.net(x)
-
-    def on_fit_start(self) -> None:
-        precision = self.trainer.precision_plugin
-        self._direct_steps = isinstance(self.trainer.strategy, SingleDeviceStrategy) and (
-            getattr(precision, "scaler", None) is None
-        )
 
     def on_train_start(self) -> None:
         if self.hparams.compile and self._compiled_forward is None:
@@ -76,47 +66,19 @@ class Classifier(L.LightningModule):
             # TensorBoard's graph tracing (torch.jit cannot trace compiled code) untouched.
             self._compiled_forward = torch.compile(self.net.forward)
 
-    def on_train_epoch_start(self) -> None:
-        # Stepped as an epoch begins, so that a checkpoint from the end of epoch N resumes with
-        # the schedule of epoch N + 1.
-        if self.current_epoch > 0 and (scheduler := self.lr_schedulers()) is not None:
-            scheduler.step()
-
-    def _optimizer_step(self, optimizer: L.pytorch.core.optimizer.LightningOptimizer, loss: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        if self._direct_steps:
-            loss.backward()
-            optimizer._on_before_step()  # Lightning's step counter (trainer.global_step)
-            optimizer.optimizer.step()
-            optimizer._on_after_step()
-        else:
-            self.manual_backward(loss)
-            optimizer.step()
-
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        """One optimizer step per mini-batch; a stack of K mini-batches makes K steps."""
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Cross-entropy of one mini-batch; Lightning runs backward and the optimizer step."""
         x, y = batch
-        if x.dim() == 4:
-            x, y = x.unsqueeze(0), y.unsqueeze(0)
-        optimizer = self.optimizers()
-        forward = self._compiled_forward or self.net
-        losses, logits = [], []
-        for xb, yb in zip(x, y):
-            out = forward(xb)
-            loss = F.cross_entropy(out, yb)
-            self._optimizer_step(optimizer, loss)
-            losses.append(loss.detach())
-            logits.append(out.detach())
-        losses = torch.stack(losses)
-        # One check and one metric update per call, not per mini-batch.
-        if not torch.isfinite(losses).all():
-            bad = losses[~torch.isfinite(losses)][0].item()
+        logits = (self._compiled_forward or self.net)(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"the training loss became {bad} in epoch {self.current_epoch + 1}, so training stopped; "
+                f"the training loss became {loss.item()} in epoch {self.current_epoch + 1}, so training stopped; "
                 "the checkpoints saved before it are kept; lower optimizer.lr and train again"
             )
-        self.train_loss.update(losses, weight=y.shape[1])
-        self.train_acc.update(torch.cat(logits), y.flatten())
+        self.train_loss.update(loss.detach(), weight=y.numel())
+        self.train_acc.update(logits.detach(), y)
+        return loss
 
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
@@ -170,4 +132,31 @@ class Classifier(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
-        return {"optimizer": optimizer, "lr_scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer)}
+        scheduler = instantiate(self.hparams.scheduler)
+        if "total_steps" in inspect.signature(scheduler.func).parameters:
+            # A schedule over the whole run (one-cycle) is stepped after every optimizer step.
+            steps = int(self.trainer.estimated_stepping_batches)
+            return {"optimizer": optimizer, "lr_scheduler": {
+                "scheduler": scheduler(optimizer=optimizer, total_steps=steps), "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler(optimizer=optimizer)}  # stepped per epoch
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, weights_only: bool | None = None,
+                             trust: tuple[str, ...] | list[str] = (), **kwargs: Any) -> Classifier:
+        """Lightning's loader, after refusing a checkpoint whose hyperparameters name code that is not
+        trusted: mnist_lab's networks, torch's optimizers and what `trust` names (see mnist_lab.trust)."""
+        weights_only = True if weights_only is None else weights_only
+        start = checkpoint_path.tell() if hasattr(checkpoint_path, "seek") else None
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
+        if start is not None:
+            checkpoint_path.seek(start)  # read again below
+        if hparams_file is not None:  # Lightning builds from this file instead of the checkpoint's own
+            read = load_hparams_from_tags_csv if str(hparams_file).lower().endswith(".csv") else load_hparams_from_yaml
+            hparams = read(hparams_file)
+        else:
+            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY, {}) if isinstance(checkpoint, dict) else {}
+        # Values passed here replace the file's: they are the caller's own, not the file's.
+        check_targets({k: v for k, v in dict(hparams).items() if k not in kwargs}, trust, source=str(checkpoint_path))
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                            strict=strict, weights_only=weights_only, **kwargs)

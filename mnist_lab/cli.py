@@ -19,6 +19,9 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from mnist_lab.errors import Interrupted, UserError
+from mnist_lab import hardware  # noqa: F401  registers ${mnist_lab.fast_precision:} for the presets
+from mnist_lab.overrides import check_overrides
+from mnist_lab.run_dir import check_new_run_dir, discard_if_unused  # also registers the resolver the configs' run folders use
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +108,34 @@ def entry_point(task: F) -> F:
             if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             log.error(message)
+            discard_if_unused(HydraConfig.get().runtime.output_dir)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
+def refuse_before_hydra(check: Callable[[list[str]], Any]) -> None:
+    """Run a check of the command line before Hydra writes anything; a UserError exits with one line."""
+    try:
+        check(sys.argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
 def hydra_main(config_name: str, task: Callable[[DictConfig, Path], Any]) -> Callable[[], Any]:
     """A console entry point that composes `conf/<config_name>.yaml` with the command line and runs
-    `task(cfg, run folder)` inside `entry_point`."""
+    `task(cfg, run folder)` inside `entry_point`, in a folder no earlier run has used."""
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
     @entry_point
     def main(cfg: DictConfig) -> Any:
         return task(cfg, Path(HydraConfig.get().runtime.output_dir))
 
-    return main
+    def run() -> Any:
+        command = f"python -m mnist_lab.{config_name}"
+        refuse_before_hydra(lambda argv: check_overrides(config_dir(), config_name, argv, command))
+        refuse_before_hydra(check_new_run_dir)
+        return main()
+
+    return run

@@ -24,7 +24,7 @@ from mnist_lab.nets import NUM_CLASSES
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     """Score the checkpoint on the official test set; write evaluation.json and two PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir)
+    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
     pixels, labels = test_images(loaded, cfg.data)
     scores = logits(loaded, pixels)
     probs = scores.softmax(dim=-1)

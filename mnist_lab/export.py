@@ -39,7 +39,8 @@ def export_onnx(module: nn.Module, example: Tensor, path: Path) -> Tensor:
     for name in ("onnxscript", "onnx_ir"):  # their optimiser narrates every pass at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     torch.onnx.export(module, (example,), path, input_names=["images"], output_names=["logits"],
-                      dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False)
+                      dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False,
+                      external_data=False)  # one self-contained file, not model.onnx + model.onnx.data
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
 
@@ -60,7 +61,8 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
     path = Path(cfg.out) if cfg.out else out_dir / f"model{SUFFIXES[cfg.format]}"
     if path.exists():
         raise UserError(f"{path} already exists; choose another out= or remove it first")
-    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir)
+    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
+    path.parent.mkdir(parents=True, exist_ok=True)
     pixels, _ = test_images(loaded, cfg.data)
     example = pixels[:100]
     module = Standalone(loaded).eval()

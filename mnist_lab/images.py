@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -14,22 +16,54 @@ class ImageError(UserError):
     """An image file that cannot be read, decoded, or holds no digit."""
 
 
-def read_grayscale(path: Path) -> np.ndarray:
-    """The image as float grayscale in [0, 255]; transparent pixels count as white paper."""
+class NotAnImageError(ImageError):
+    """Bytes that no allowed image decoder recognises."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than allowed: refused before its pixels are decoded."""
+
+
+class NoDigitError(ImageError):
+    """An image that decodes but shows no digit (empty, or of one colour)."""
+
+
+def decode_grayscale(data: bytes, name: str = "image", formats: Sequence[str] | None = None,
+                     max_pixels: int | None = None) -> np.ndarray:
+    """An encoded image as float grayscale in [0, 255]; transparent pixels count as white paper.
+    `formats` limits the decoders tried (PIL names, e.g. "PNG"); `max_pixels` is checked on the
+    header, before any pixel is decoded."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data), formats=formats) as image:  # reads the header only
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLargeError(f"{name}: {width}x{height} is more than the {max_pixels:,} pixels "
+                                         "allowed; send a smaller image")
             image.load()
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")
                 paper = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(paper, image)
             return np.asarray(image.convert("L"), dtype=np.float32)
+    except UnidentifiedImageError as err:
+        kinds = ", ".join(formats) if formats else "PNG, JPEG, BMP, ..."
+        raise NotAnImageError(f"{name}: not an image that can be decoded ({kinds})") from err
+    except Image.DecompressionBombError as err:  # PIL's own limit, met before the size can be checked
+        limit = max_pixels if max_pixels is not None else 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageTooLargeError(f"{name}: more than the {limit:,} pixels allowed; send a smaller image") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageError(f"{name}: cannot be read ({err})") from err
+
+
+def read_grayscale(path: Path) -> np.ndarray:
+    """The image file as float grayscale in [0, 255]; transparent pixels count as white paper."""
+    try:
+        data = Path(path).read_bytes()
     except FileNotFoundError as err:
         raise ImageError(f"{path}: no such file") from err
-    except UnidentifiedImageError as err:
-        raise ImageError(f"{path}: not an image that can be decoded (PNG, JPEG, BMP, ...)") from err
-    except (OSError, ValueError, SyntaxError) as err:
+    except OSError as err:
         raise ImageError(f"{path}: cannot be read ({err})") from err
+    return decode_grayscale(data, str(path))
 
 
 def _border(image: np.ndarray) -> np.ndarray:
@@ -42,7 +76,7 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     ink = 255.0 - gray if np.median(_border(gray)) > 127 else gray  # dark digit on light paper
     ink = np.clip(ink - np.median(_border(ink)), 0, None)  # the paper's own shade is not ink
     if ink.max() < 32:  # less contrast than a faint pencil line
-        raise ImageError(f"{name}: no digit found (the image is empty or of one colour)")
+        raise NoDigitError(f"{name}: no digit found (the image is empty or of one colour)")
     rows, cols = np.nonzero(ink > 0.2 * ink.max())
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     crop = crop / crop.max() * 255.0

@@ -89,9 +89,10 @@ def show(png: Path) -> None:
 def predict(cfg: DictConfig, out_dir: Path) -> dict:
     """Load the checkpoint, predict test digits or the given images, write predictions.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir)
+    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
     print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__}, trained on {loaded.dataset})")
-    result = predict_files(loaded, list(cfg.images), out_dir) if cfg.images else predict_test_digits(loaded, cfg, out_dir)
+    images = [cfg.images] if isinstance(cfg.images, str) else list(cfg.images or [])  # images=one.png
+    result = predict_files(loaded, images, out_dir) if images else predict_test_digits(loaded, cfg, out_dir)
     if result["grid"] is not None:
         print(f"picture: {result['grid']}")
         if cfg.show:
@@ -99,7 +100,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict:
     write_json_atomic(out_dir / "predictions.json", {"checkpoint": str(loaded.path), **{
         k: str(v) if isinstance(v, Path) else v for k, v in result.items()}})
     if result.get("failed"):
-        raise UserError(f"{len(result['failed'])} of {len(cfg.images)} images could not be used: "
+        raise UserError(f"{len(result['failed'])} of {len(images)} images could not be used: "
                         + ", ".join(result["failed"]))
     return result
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: composed configs, real MNIST from MNIST_LAB_DATA_DIR, and one real fit."""
+"""Shared fixtures: composed configs, real runs on the MNIST copy packaged with mnist_lab."""
 
 from __future__ import annotations
 
@@ -15,12 +15,9 @@ from omegaconf import DictConfig
 from mnist_lab.cli import config_dir
 from mnist_lab.train import train
 
-DATA_DIR = os.environ.get("MNIST_LAB_DATA_DIR", "")
-HAVE_MNIST = bool(DATA_DIR) and (Path(DATA_DIR) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-requires_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
 
 # Quiet, fast runs: no progress bar, no model summary.
-QUIET = ["trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
 def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
@@ -52,8 +49,6 @@ def run_cli(*args: str, module: str = "mnist_lab", cwd: Path | None = None,
 @pytest.fixture(scope="session")
 def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One epoch of the default model (sigmoid MLP, Adam) on the full training split."""
-    if not HAVE_MNIST:
-        pytest.skip("set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
     run_dir = tmp_path_factory.mktemp("mlp_run")
     return run_dir, fit(run_dir, "model=mlp", "trainer.max_epochs=1")
 
@@ -61,10 +56,8 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A short real CNN fit (20,000 images): checkpoints for predict, evaluate and export."""
-    if not HAVE_MNIST:
-        pytest.skip("set MNIST_LAB_DATA_DIR to the folder holding MNIST/raw")
     run_dir = tmp_path_factory.mktemp("outputs") / "cnn_run"
-    return run_dir, fit(run_dir, "model=cnn", "trainer.max_epochs=1", "+trainer.limit_train_batches=20")
+    return run_dir, fit(run_dir, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=200")
 
 
 @pytest.fixture

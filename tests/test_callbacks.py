@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import fit, requires_mnist
+from conftest import fit
 from mnist_lab.callbacks import tutorial_line
 
 
@@ -14,7 +14,6 @@ def test_tutorial_line_has_the_tutorials_format():
     assert tutorial_line(201, 0.17524, 0.9488) == "Epoch: 0201 cost= 0.17524 accuracy= 0.94880"
 
 
-@requires_mnist
 def test_tutorial_mlp_starts_like_the_published_curve(tmp_path, caplog):
     """Published: epoch 1 cost 5.25 accuracy 0.30; the replay starts as low and climbs."""
     with caplog.at_level(logging.INFO, logger="mnist_lab.callbacks"):

@@ -1,60 +1,52 @@
-"""MNISTDataModule: the tutorial's split, in-memory batches, file handling and missing data."""
+"""MNISTDataModule: where the data comes from, the tutorial's split, in-memory batches."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from torchvision.datasets import MNIST
-
-from conftest import DATA_DIR, requires_mnist, run_cli
 from torch.utils.data import TensorDataset
+from torchvision.datasets import FashionMNIST
 
+from conftest import QUIET, run_cli
 from mnist_lab.data import IndexBatches, MNISTDataModule, TensorBatches
+from mnist_lab.datasets import PACKAGED
 from mnist_lab.errors import DataNotFoundError
 
+ROOT = Path(__file__).resolve().parents[1]
 FASHION_GZ = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+NO_DATA_DIR = {"MNIST_LAB_DATA_DIR": ""}  # what a fresh machine has
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an uncompressed idx file (images or labels) with numpy alone."""
-    raw = path.read_bytes()
+    """Read a gzipped idx file (images or labels) with gzip and numpy alone."""
+    raw = gzip.decompress(path.read_bytes())
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the MNIST idx format."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def mnist() -> MNISTDataModule:
-    if not DATA_DIR:
-        pytest.skip("set MNIST_LAB_DATA_DIR")
-    dm = MNISTDataModule(root=DATA_DIR, download=False)
+    dm = MNISTDataModule(download=False)
     dm.setup()
     return dm
 
 
-@requires_mnist
 def test_split_is_55000_train_5000_validation_10000_official_test(mnist):
     assert (len(mnist.data_train), len(mnist.data_val), len(mnist.data_test)) == (55_000, 5_000, 10_000)
 
 
-@requires_mnist
 def test_validation_is_the_first_5000_training_images_and_test_the_official_set(mnist):
-    raw = Path(DATA_DIR) / "MNIST" / "raw"
-    train_images = read_idx(raw / "train-images-idx3-ubyte")
-    train_labels = read_idx(raw / "train-labels-idx1-ubyte")
+    raw = PACKAGED / "MNIST"
+    train_images = read_idx(raw / "train-images-idx3-ubyte.gz")
+    train_labels = read_idx(raw / "train-labels-idx1-ubyte.gz")
     val_x, val_y = mnist.data_val.tensors
     train_x, train_y = mnist.data_train.tensors
     test_x, test_y = mnist.data_test.tensors
@@ -62,10 +54,9 @@ def test_validation_is_the_first_5000_training_images_and_test_the_official_set(
     assert torch.equal(val_y, torch.from_numpy(train_labels[:5000]).long())
     assert torch.equal(train_x[0, 0], torch.from_numpy(train_images[5000]).float() / 255)
     assert torch.equal(train_y, torch.from_numpy(train_labels[5000:]).long())
-    assert torch.equal(test_y, torch.from_numpy(read_idx(raw / "t10k-labels-idx1-ubyte")).long())
+    assert torch.equal(test_y, torch.from_numpy(read_idx(raw / "t10k-labels-idx1-ubyte.gz")).long())
 
 
-@requires_mnist
 def test_pixels_are_float32_in_0_1_shaped_n_1_28_28_with_int64_labels(mnist):
     for x, y in (mnist.data_train.tensors, mnist.data_val.tensors, mnist.data_test.tensors):
         assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28)
@@ -73,105 +64,108 @@ def test_pixels_are_float32_in_0_1_shaped_n_1_28_28_with_int64_labels(mnist):
         assert y.dtype == torch.int64 and set(y.unique().tolist()) == set(range(10))
 
 
-@requires_mnist
-def test_training_batches_are_100_shuffled_images_covering_the_split_once_per_epoch(mnist):
-    batches = list(mnist.train_dataloader())
-    assert len(batches) == 550 and all(x.shape == (100, 1, 28, 28) for x, _ in batches)
-    seen = torch.cat([x.flatten(1).sum(1) for x, _ in batches]).sort().values
-    assert torch.allclose(seen, mnist.data_train.tensors[0].flatten(1).sum(1).sort().values)
-    assert not torch.equal(batches[0][1], mnist.data_train.tensors[1][:100])
-    mnist.batches_per_step = 10  # the config's default: stacks of ten mini-batches, same order
-    stacks = list(mnist.train_dataloader())
-    mnist.batches_per_step = 1
-    assert len(stacks) == 55 and stacks[0][0].shape == (10, 100, 1, 28, 28)
-    assert torch.equal(torch.cat([y.flatten() for _, y in stacks]), torch.cat([y for _, y in batches]))
-
-
-@requires_mnist
 def test_evaluation_batches_keep_dataset_order_and_drop_nothing(mnist):
     xs, ys = zip(*mnist.test_dataloader())
     assert torch.equal(torch.cat(ys), mnist.data_test.tensors[1])
     assert sum(len(x) for x in xs) == 10_000
 
 
-@requires_mnist
 def test_normalize_flag_standardises_with_training_statistics():
-    dm = MNISTDataModule(root=DATA_DIR, download=False, normalize=True)
+    dm = MNISTDataModule(download=False, normalize=True)
     dm.setup()
     train_x = dm.data_train.tensors[0]
     assert abs(train_x.mean().item()) < 1e-4 and abs(train_x.std().item() - 1) < 1e-4
     assert abs(dm.data_test.tensors[0].mean().item()) < 0.05
 
 
-def test_reads_its_own_small_idx_files_pixel_for_pixel(tmp_path):
+def test_a_fresh_machine_trains_from_the_packaged_copy_offline(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("model=softmax", "trainer.max_epochs=1", "trainer.limit_train_batches=200", *QUIET,
+                     f"data.root={empty}", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}",
+                     cwd=tmp_path, env=NO_DATA_DIR)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"MNIST: reading the copy packaged with mnist_lab ({PACKAGED / 'MNIST'})" in result.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/acc"] > 0.8  # it learned
+    assert list(empty.iterdir()) == []  # nothing is written into a data folder
+
+
+def test_a_data_folder_that_holds_a_copy_is_read_before_the_packaged_one(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    train_images, test_images = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 256, (8, 28, 28))
-    train_labels, test_labels = rng.integers(0, 10, 30), rng.integers(0, 10, 8)
-    for name, array in [("train-images-idx3-ubyte", train_images), ("train-labels-idx1-ubyte", train_labels),
-                        ("t10k-images-idx3-ubyte", test_images), ("t10k-labels-idx1-ubyte", test_labels)]:
-        write_idx(raw / name, array)
-
-    dm = MNISTDataModule(root=tmp_path, download=False, val_size=10, batch_size=4)
+    for gz in PACKAGED.glob("MNIST/*.gz"):  # the uncompressed originals, torchvision's layout
+        (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+    dm = MNISTDataModule(root=tmp_path, download=False)
     dm.setup()
-    assert (len(dm.data_train), len(dm.data_val), len(dm.data_test)) == (20, 10, 8)
-    assert torch.equal(dm.data_val.tensors[0][:, 0] * 255, torch.from_numpy(train_images[:10]).float())
-    assert torch.equal(dm.data_train.tensors[1], torch.from_numpy(train_labels[10:]))
-    assert torch.equal(dm.data_test.tensors[0][:, 0] * 255, torch.from_numpy(test_images).float())
-    assert [len(y) for _, y in dm.train_dataloader()] == [4, 4, 4, 4, 4]
+    assert len(dm.data_test) == 10_000
+
+
+@pytest.mark.parametrize("damage", ["truncated gz", "gz of other bytes"])
+def test_a_damaged_packaged_copy_is_one_error_line_naming_the_file(tmp_path, damage):
+    copy = tmp_path / "site"  # an installed mnist_lab whose packaged copy was damaged
+    shutil.copytree(ROOT / "mnist_lab", copy / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    shutil.copytree(ROOT / "conf", copy / "mnist_lab" / "conf")
+    bad = copy / "mnist_lab" / "packaged" / "MNIST" / "t10k-labels-idx1-ubyte.gz"
+    good = bad.read_bytes()
+    other = bytearray(gzip.decompress(good))
+    other[-1] = (other[-1] + 1) % 10  # one label changed: a well-formed file with other contents
+    bad.write_bytes(good[: len(good) // 2] if damage == "truncated gz" else gzip.compress(bytes(other)))
+    result = run_cli("model=softmax", *QUIET, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                     env={**NO_DATA_DIR, "PYTHONPATH": str(copy)})
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "Traceback" not in output, output[-2000:]
+    assert str(bad) in errors[0] and "reinstall mnist_lab" in errors[0]
+    assert ("not a complete gzip file" if damage == "truncated gz" else "md5 differs") in errors[0]
 
 
 def test_missing_data_without_download_names_the_folder_and_the_fix(tmp_path):
     with pytest.raises(DataNotFoundError) as err:
-        MNISTDataModule(root=tmp_path, download=False).prepare_data()
+        MNISTDataModule(dataset="FashionMNIST", root=tmp_path, download=False).prepare_data()
     message = str(err.value)
-    assert str(tmp_path / "MNIST" / "raw") in message and "data.root=" in message
+    assert str(tmp_path / "FashionMNIST" / "raw") in message and "data.root=" in message
     assert "data.download=true" in message
 
 
-def test_missing_data_that_cannot_be_downloaded_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens on the discard port
+def test_missing_data_that_cannot_be_downloaded_says_so_and_leaves_no_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens on the discard port
     with pytest.raises(DataNotFoundError, match="could not be downloaded.*data.root="):
-        MNISTDataModule(root=tmp_path, download=True).prepare_data()
+        MNISTDataModule(dataset="FashionMNIST", root=tmp_path, download=True).prepare_data()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_data_on_the_command_line_is_one_error_line_and_exit_code_1(tmp_path):
-    result = run_cli(f"data.root={tmp_path / 'nowhere'}", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli("data=fashion_mnist", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
+                     f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if "[ERROR]" in line]
-    assert len(errors) == 1 and "nowhere/MNIST/raw" in errors[0] and "data.root=" in errors[0]
+    assert len(errors) == 1 and "nowhere/FashionMNIST/raw" in errors[0] and "data.root=" in errors[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_dataset_class_comes_from_config(compose_cfg):
-    cfg = compose_cfg("data=fashion_mnist")
-    dm = instantiate(cfg.data)
-    assert isinstance(dm.dataset, partial) and dm.dataset.func.__name__ == "FashionMNIST"
-    assert dm.batch_size == 100 and dm.val_size == 5000
+def test_dataset_comes_from_config(compose_cfg):
+    dm = instantiate(compose_cfg("data=fashion_mnist").data)
+    assert dm.dataset_name == "FashionMNIST" and dm.batch_size == 100 and dm.val_size == 5000
 
 
-@pytest.mark.skipif(not FASHION_GZ.is_dir(), reason="apt-get install dataset-fashion-mnist")
-def test_fashion_mnist_config_reads_the_debian_files(tmp_path, compose_cfg):
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for gz in FASHION_GZ.glob("*-ubyte.gz"):
-        with gzip.open(gz) as src, open(raw / gz.stem, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+def test_fashion_mnist_reads_a_folder_of_debian_style_gz_files(tmp_path, compose_cfg):
+    for gz in FASHION_GZ.glob("*-ubyte.gz"):  # recompressed gz files, flat, as Debian ships them
+        shutil.copy(gz, tmp_path / gz.name)
     dm = instantiate(compose_cfg("data=fashion_mnist", f"data.root={tmp_path}", "data.download=false").data)
     dm.setup()
     assert (len(dm.data_train), len(dm.data_val), len(dm.data_test)) == (55_000, 5_000, 10_000)
-    assert dm.data_train.tensors[0].max().item() == 1.0
+    assert torch.equal(dm.data_test.tensors[1], torch.from_numpy(read_idx(FASHION_GZ / "t10k-labels-idx1-ubyte.gz")).long())
 
 
-def test_index_batches_are_a_seeded_permutation_cut_into_mini_batches_and_stacked():
-    sampler = IndexBatches(size=1050, batch_size=100, shuffle=True, batches_per_step=4, seed=3)
+def test_index_batches_are_a_seeded_permutation_per_epoch_cut_into_mini_batches():
+    sampler = IndexBatches(size=1050, batch_size=100, shuffle=True, seed=3)
     sampler.set_epoch(2)
     items = list(sampler)
     reference = torch.randperm(1050, generator=torch.Generator().manual_seed(5)).split(100)
-    assert [tuple(i.shape) for i in items] == [(4, 100), (4, 100), (2, 100), (1, 50)] and len(sampler) == 4
-    assert torch.equal(torch.cat([row for item in items for row in item]), torch.cat(reference))
+    assert [len(i) for i in items] == [100] * 10 + [50] and len(sampler) == 11
+    assert all(torch.equal(a, b) for a, b in zip(items, reference))
     sampler.set_epoch(3)
     assert not torch.equal(next(iter(sampler)), items[0])
 
@@ -179,13 +173,10 @@ def test_index_batches_are_a_seeded_permutation_cut_into_mini_batches_and_stacke
 def test_tensor_batches_yield_exactly_the_reference_indexing_of_the_dataset():
     x, y = torch.rand(230, 1, 28, 28), torch.randint(0, 10, (230,))
     data = TensorDataset(x, y)
-    for k in (1, 3):
-        sampler = IndexBatches(230, batch_size=20, shuffle=True, batches_per_step=k, seed=11)
-        order = torch.randperm(230, generator=torch.Generator().manual_seed(11))
-        got = list(TensorBatches(data, sampler))
-        xs = torch.cat([bx.reshape(-1, 1, 28, 28) for bx, _ in got])
-        ys = torch.cat([by.reshape(-1) for _, by in got])
-        assert torch.equal(xs, x[order]) and torch.equal(ys, y[order])
-        assert got[0][0].shape == ((20, 1, 28, 28) if k == 1 else (3, 20, 1, 28, 28))
+    sampler = IndexBatches(230, batch_size=20, shuffle=True, seed=11)
+    order = torch.randperm(230, generator=torch.Generator().manual_seed(11))
+    got = list(TensorBatches(data, sampler))
+    assert torch.equal(torch.cat([bx for bx, _ in got]), x[order]) and torch.equal(torch.cat([by for _, by in got]), y[order])
+    assert got[0][0].shape == (20, 1, 28, 28)
     eval_batches = list(TensorBatches(data, IndexBatches(230, batch_size=100, shuffle=False)))
     assert [len(b) for b, _ in eval_batches] == [100, 100, 30] and torch.equal(eval_batches[2][1], y[200:])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DATA_DIR, compose_config, requires_mnist, run_cli
+from conftest import compose_config, run_cli
 from mnist_lab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.evaluate import evaluate
@@ -19,12 +19,11 @@ from mnist_lab.export import export
 from mnist_lab.images import ImageError, load_digit
 from mnist_lab.predict import predict
 
-pytestmark = requires_mnist
 
 
 @pytest.fixture(scope="module")
 def test_set() -> tuple[torch.Tensor, torch.Tensor]:
-    dm = MNISTDataModule(root=DATA_DIR, download=False)
+    dm = MNISTDataModule(download=False)
     dm.setup()
     return dm.data_test.tensors
 

@@ -2,38 +2,99 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import requires_mnist, run_cli
+from conftest import QUIET, run_cli
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import DataCorruptError
+from mnist_lab.run_dir import RESOLVER
+
+TESTS = Path(__file__).resolve().parent
+HOOKED = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # for hooked_run
 
 # A CNN (so dropout draws random numbers) on 3 steps of 10 batches per epoch, quick to validate.
-SMALL_CNN = ["model=cnn", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false",
+SMALL_CNN = ["model=cnn", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false",
              "callbacks.accuracy_stop=null", "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
-             "+trainer.num_sanity_val_steps=0"]
+             "trainer.num_sanity_val_steps=0"]
+# The smallest real run: softmax regression, one step per epoch, no test, no TensorBoard.
+TINY = ["model=softmax", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false",
+        "logger=none", "callbacks.accuracy_stop=null", *QUIET]
 
 
-def start(run_dir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mnist_lab", *args, f"hydra.run.dir={run_dir}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+class Child:
+    """A `python -m <module>` process in its own process group, its output read line by line."""
+
+    def __init__(self, args: list[str], module: str = "mnist_lab", env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, cwd=cwd, env={**os.environ, **(env or {})},
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 120) -> None:
+        """Wait until a line holding `text` was printed; fail if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self._reader.is_alive(), f"ended before printing {text!r}:\n{self.output[-3000:]}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output[-3000:]}"
+            time.sleep(0.02)
+
+    def wait(self, timeout: float = 120) -> int:
+        """The exit code, once the process has ended and all its output is read."""
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (DDP workers and data loaders included)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
 
 
-def wait_for(condition, timeout: float = 120) -> None:
+@pytest.fixture
+def children():
+    """Start `Child` processes; whatever happens in the test, none outlives it."""
+    started: list[Child] = []
+
+    def start(*args: str, **kwargs) -> Child:
+        child = Child(list(args), **kwargs)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.kill()
+
+
+def wait_for(condition, timeout: float = 120, alive: Child | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        assert alive is None or alive.proc.poll() is None, f"exited early:\n{alive.output[-3000:]}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
@@ -48,20 +109,23 @@ def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
 
 
-@requires_mnist
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root`, with its contents."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
-def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, signum):
+def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, signum, children):
     whole = subprocess.run([sys.executable, "-m", "mnist_lab", *SMALL_CNN, f"hydra.run.dir={tmp_path / 'whole'}"],
                            capture_output=True, text=True)
     assert whole.returncode == 0, whole.stdout[-2000:]
 
     run = tmp_path / "cut"
-    proc = start(run, *SMALL_CNN)
-    wait_for(lambda: list((run / "checkpoints").glob("epoch_000*.ckpt")))  # one epoch done
-    proc.send_signal(signum)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signum
-    assert f"resume with: python -m mnist_lab resume={run}" in out
+    child = children(*SMALL_CNN, f"hydra.run.dir={run}")
+    wait_for(lambda: list((run / "checkpoints").glob("epoch_000*.ckpt")), alive=child)  # one epoch done
+    child.proc.send_signal(signum)
+    assert child.wait() == 128 + signum
+    assert f"resume with: python -m mnist_lab resume={run}" in child.output
     stopped = json.loads((run / "metrics.json").read_text())
     assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 3
 
@@ -81,48 +145,57 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
     assert curves[0] == curves[1] and len(curves[0]) == 3  # the curve continues where it stopped
 
 
-@requires_mnist
-def test_a_second_ctrl_c_exits_at_once(tmp_path):
-    run = tmp_path / "run"
-    proc = start(run, "model=cnn", "trainer.max_epochs=50", "trainer.enable_progress_bar=false")
-    wait_for(lambda: (run / "checkpoints" / "start.ckpt").exists())
-    proc.send_signal(signal.SIGINT)
-    while "SIGINT received: stopping after this training step" not in proc.stdout.readline():
-        pass
+def test_a_second_ctrl_c_exits_at_once_when_the_first_would_take_long(tmp_path, children):
+    # Every step after the first takes a minute (tests/hooked_run.py), so the first Ctrl-C, which
+    # waits for the step to end, cannot stop the run for a minute; only the second can.
+    run, marker = tmp_path / "run", tmp_path / "slow_step_started"
+    child = children(*TINY, "trainer.max_epochs=5", "trainer.limit_train_batches=3",
+                     "+callbacks.slow._target_=hooked_run.SlowStep", f"+callbacks.slow.marker={marker}",
+                     f"hydra.run.dir={run}", env=HOOKED)
+    wait_for(marker.exists, alive=child)
+    child.proc.send_signal(signal.SIGINT)
+    child.wait_for_line("SIGINT received: stopping after this training step", timeout=10)
+    time.sleep(1.0)
+    assert child.proc.poll() is None, "the first Ctrl-C alone should wait for the slow step to end"
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=30)
-    assert proc.returncode == 130 and time.monotonic() - sent < 2.0
+    child.proc.send_signal(signal.SIGINT)
+    try:
+        code = child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the second Ctrl-C did not end the run: it was still waiting for its step 5 s later")
+    assert code == 130 and time.monotonic() - sent < 2.0
 
 
 def ckpt_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.ckpt")]
 
 
-@requires_mnist
-@pytest.mark.parametrize("kills", [pytest.param(6, id="6-kills"), pytest.param(30, id="30-kills", marks=pytest.mark.slow)])
-def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint_or_metrics_file(tmp_path, kills):
-    rng = random.Random(1234)
-    checked = 0
-    for i in range(kills):
-        run = tmp_path / f"run{i}"
-        proc = start(run, "model=softmax", "trainer.max_epochs=30", "+trainer.limit_val_batches=1",
-                     "callbacks.accuracy_stop=null", "trainer.enable_progress_bar=false")
-        wait_for(lambda: list((run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").exists() else False)
-        time.sleep(rng.uniform(0, 2.5))  # epochs take about half a second: kill mid-epoch or mid-save
-        proc.kill()
-        proc.communicate()
-        for path in ckpt_files(run):
-            checkpoint = torch.load(path, weights_only=True)
-            assert "state_dict" in checkpoint and checkpoint["hyper_parameters"]["net"]
-            checked += 1
-        if (run / "metrics.json").exists():
-            json.loads((run / "metrics.json").read_text())
-    print(f"{kills} kills, {checked} checkpoints loaded")
-    assert checked >= kills
+@pytest.mark.parametrize(("file", "skip"), [
+    pytest.param("last.ckpt", 1, id="while-overwriting-last.ckpt"),
+    pytest.param("metrics.json", 0, id="while-writing-metrics.json"),
+])
+def test_sigkill_inside_a_write_never_leaves_a_broken_checkpoint_or_metrics_file(tmp_path, children, file, skip):
+    # tests/hooked_run.py stops the chosen write halfway (its first half on disk) for a minute:
+    # the kill lands inside it every time. last.ckpt is killed while replacing the first epoch's.
+    run, marker = tmp_path / "run", tmp_path / "writing"
+    child = children(*TINY, "trainer.max_epochs=2", f"hydra.run.dir={run}", module="hooked_run",
+                     env={**HOOKED, "HOOK_SLOW_WRITE": file, "HOOK_SLOW_WRITE_SKIP": str(skip),
+                          "HOOK_MARKER": str(marker)})
+    wait_for(marker.exists, alive=child)
+    assert Path(marker.read_text()).parent in (run, run / "checkpoints")  # mnist_lab's own write, half done
+    child.kill()
+
+    checked = ckpt_files(run)
+    for path in checked:
+        checkpoint = torch.load(path, weights_only=True)
+        assert "state_dict" in checkpoint and checkpoint["hyper_parameters"]["net"]
+    if file == "last.ckpt":
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0  # the earlier one, whole
+    if (run / "metrics.json").exists():
+        json.loads((run / "metrics.json").read_text())
+    assert checked
 
 
-@requires_mnist
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(tmp_path):
     result = run_cli("model=softmax", "optimizer=sgd", "optimizer.lr=1e37", "trainer.max_epochs=3",
                      "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}")
@@ -190,24 +263,103 @@ BAD_OVERRIDES = {
     "trainer.max_epochs=0": "trainer.max_epochs must be an integer >= 1",
     "model.activation=swish": "activation must be one of",
     "trainer.devices=64": "trainer.devices=64 but this machine has",
-    "optimizer=rmsprop": "Could not find 'optimizer/rmsprop'",
+    "optimizer=rmsprop": "optimizer=rmsprop is not an option of python -m mnist_lab (options: adam, adamw, sgd)",
     "threads=0": "threads must be an integer >= 1",
     "model.dropout=1.5": "model.dropout must lie in [0, 1)",
     "data.augment={_target_:mnist_lab.augment.RandomAffine,degrees:200}": "data.augment.degrees must lie in [0, 180)",
 }
 
 
+FROZEN = {**HOOKED, "HOOK_NOW": "2001-02-03T04:05:06"}  # every run believes it started then
+SAME_SECOND = Path("outputs", "2001-02-03")
+
+
+def earlier_run(folder: Path) -> Path:
+    """A folder that looks like a finished run: config, metrics and a checkpoint."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (folder / "metrics.json").write_text('{"test/acc": 0.99}')
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    return folder
+
+
+def yaml_seed(folder: Path) -> int:
+    """The seed a run folder's saved config holds."""
+    return next(int(line.split(":")[1]) for line in (folder / ".hydra" / "config.yaml").read_text().splitlines()
+                if line.startswith("seed:"))
+
+
 @pytest.mark.parametrize("override", BAD_OVERRIDES)
 def test_bad_config_values_are_refused_before_anything_is_written(tmp_path, override):
-    earlier = tmp_path / "earlier"
-    earlier.mkdir()
-    (earlier / "metrics.json").write_text('{"test/acc": 0.99}')
-    result = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}")
+    # An earlier run holds the very folder this run's clock names (outputs/<date>/<time>_mlp).
+    earlier_run(tmp_path / SAME_SECOND / "04-05-06_mlp")
+    before = snapshot(tmp_path)
+    result = run_cli(override, module="hooked_run", cwd=tmp_path, env=FROZEN)
     assert result.returncode == 1
     assert BAD_OVERRIDES[override] in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.json").exists()
-    assert (earlier / "metrics.json").read_text() == '{"test/acc": 0.99}'
+    after = snapshot(tmp_path)
+    assert {k: after.get(k) for k in before} == before  # the earlier run is untouched
+    new = {Path(k) for k in after.keys() - before.keys()}
+    assert len({p.parts[:3] for p in new}) <= 1, new  # at most the run's own folder, with its log
+    assert not any(p.name == "metrics.json" or "checkpoints" in p.parts for p in new)
+
+
+def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path, children):
+    runs = [children(*TINY, "trainer.max_epochs=1", f"seed={seed}", module="hooked_run", cwd=tmp_path, env=FROZEN)
+            for seed in (1, 2)]
+    assert [run.wait() for run in runs] == [0, 0], runs[0].output[-2000:] + runs[1].output[-2000:]
+    folders = sorted((tmp_path / SAME_SECOND).iterdir())
+    assert [f.name for f in folders] == ["04-05-06_softmax", "04-05-06_softmax-1"]
+    for folder in folders:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert Path(metrics["best_ckpt"]).parent == folder / "checkpoints"
+        assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+        assert (folder / ".hydra" / "config.yaml").is_file()
+        assert f"run folder: {folder}" in (folder / "train.log").read_text()
+    seeds = {yaml_seed(folder) for folder in folders}
+    assert seeds == {1, 2}  # each process wrote only into its own folder
+
+
+@pytest.mark.slow
+def test_ddp_processes_share_the_folder_their_launcher_claimed(tmp_path, children):
+    # Lightning starts rank 1 by rerunning the command line with hydra.run.dir=<rank 0's folder>.
+    run = children(*TINY, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1",
+                   module="hooked_run", cwd=tmp_path, env=FROZEN)
+    assert run.wait() == 0, run.output[-3000:]
+    (folder,) = (tmp_path / SAME_SECOND).iterdir()
+    assert folder.name == "04-05-06_softmax" and (folder / "train_ddp_process_1.log").is_file()
+    assert (folder / "metrics.json").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("module", ["mnist_lab", "mnist_lab.predict"])
+def test_a_folder_that_holds_a_run_is_never_reused_without_resume(tmp_path, module):
+    earlier = earlier_run(tmp_path / "earlier")
+    before = snapshot(tmp_path)
+    result = run_cli("model=softmax" if module == "mnist_lab" else "n=1", f"hydra.run.dir={earlier}", module=module,
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    (error,) = errors_of(result)
+    assert error.startswith(f"error: hydra.run.dir={earlier} already holds a run") and "new folder" in error
+    assert ("resume=" in error) == (module == "mnist_lab")
+    assert snapshot(tmp_path) == before
+
+
+def test_commands_that_run_nothing_leave_no_folder(tmp_path):
+    for args in (["--cfg", "job"], ["--help"], ["--cfg", "hydra", "--resolve"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_run_folder_resolver_claims_the_first_free_name_once(tmp_path):
+    earlier_run(tmp_path / "run")
+    (tmp_path / "run-1").mkdir()  # empty, but still somebody else's
+    cfg = OmegaConf.create({"dir": f"${{{RESOLVER}:{tmp_path / 'run'}}}"})
+    assert cfg.dir == str(tmp_path / "run-2") and (tmp_path / "run-2").is_dir()
+    assert cfg.dir == str(tmp_path / "run-2")  # resolved again: the same folder, not run-3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run-1", "run-2"]
 
 
 def test_resume_of_a_folder_that_is_not_a_run_says_so(tmp_path):

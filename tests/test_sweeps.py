@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUIET, compose_config, requires_mnist, run_cli
+from conftest import QUIET, compose_config, run_cli
 
 from mnist_lab.report import find_latest, read_sweep
 from mnist_lab.report import main as report_main
@@ -18,14 +17,9 @@ from mnist_lab.report import main as report_main
 TESTS = Path(__file__).parent
 
 
-def plugin(name: str) -> pytest.MarkDecorator:
-    """Skip where the Hydra plugin is not installed (pip install -e ".[sweeps]" installs them)."""
-    missing = importlib.util.find_spec(f"hydra_plugins.{name}") is None
-    return pytest.mark.skipif(missing, reason=f'{name} is not installed: pip install -e ".[sweeps]"')
-
 # A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [*QUIET, "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-         "+trainer.limit_test_batches=1", "logger=none"]
+SMALL = [*QUIET, "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=1", "logger=none"]
 
 
 def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None):
@@ -41,7 +35,6 @@ def job_metrics(sweep: Path, job: str) -> dict:
     return json.loads((sweep / job / "metrics.json").read_text())
 
 
-@requires_mnist
 def test_three_job_sweep_summary_matches_every_jobs_metrics_sorted_by_test_accuracy(tmp_path):
     sweep = tmp_path / "sweep"
     result = multirun(sweep, "model=softmax,mlp,cnn")
@@ -67,7 +60,6 @@ def test_three_job_sweep_summary_matches_every_jobs_metrics_sorted_by_test_accur
     assert f"| {rows[0]['job']} | model=" in markdown
 
 
-@requires_mnist
 def test_a_failed_job_is_summarised_as_failed_and_the_others_are_kept(tmp_path):
     sweep = tmp_path / "sweep"
     result = multirun(sweep, "model=softmax", "optimizer.lr=0.01,-1,0.02")
@@ -122,8 +114,6 @@ def test_report_latest_picks_the_newest_sweep_and_bad_folders_get_one_line(tmp_p
     assert "found no sweep" in capsys.readouterr().err
 
 
-@plugin("hydra_optuna_sweeper")
-@requires_mnist
 def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     args = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", "test=false"]
@@ -145,7 +135,6 @@ def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_sto
     assert len(study.trials) == 4 and study.direction == optuna.study.StudyDirection.MAXIMIZE
 
 
-@requires_mnist
 def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tmp_path):
     run = tmp_path / "run"
     probe = f"+callbacks.probe={{_target_:ddp_probe.Probe,folder:{tmp_path}}}"
@@ -181,11 +170,10 @@ def test_ddp_that_reruns_the_command_line_is_refused_inside_a_multirun(tmp_path)
 
 
 @pytest.mark.slow
-@requires_mnist
 def test_ddp_spawn_runs_inside_a_multirun_with_full_metrics(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli("-m", "trainer=ddp", "trainer.strategy=ddp_spawn", "model=softmax", "trainer.max_epochs=5",
-                     "callbacks.accuracy_stop.stopping_threshold=0.6", "+trainer.limit_train_batches=2",
+                     "callbacks.accuracy_stop.stopping_threshold=0.6", "trainer.limit_train_batches=20",
                      *QUIET, "logger=none", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = job_metrics(sweep, "0_softmax")
@@ -193,11 +181,7 @@ def test_ddp_spawn_runs_inside_a_multirun_with_full_metrics(tmp_path):
     assert len(metrics["epoch_seconds"]) == metrics["epochs_run"]
 
 
-@requires_mnist
-@pytest.mark.parametrize("launcher", [
-    pytest.param("joblib", marks=plugin("hydra_joblib_launcher")),
-    pytest.param("submitit_local", marks=plugin("hydra_submitit_launcher")),
-])
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_parallel_and_submitit_launchers_run_a_two_job_sweep(tmp_path, launcher):
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2", "threads=1"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
@@ -211,7 +195,6 @@ def test_parallel_and_submitit_launchers_run_a_two_job_sweep(tmp_path, launcher)
         assert (sweep / ".submitit").is_dir()  # submitit's own job records
 
 
-@plugin("hydra_submitit_launcher")
 def test_slurm_launcher_configs_compose_with_the_usual_knobs():
     cfg = compose_config("train", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
                          "hydra.launcher.gpus_per_node=4", "hydra.launcher.timeout_min=120", return_hydra=True)
@@ -223,7 +206,6 @@ def test_slurm_launcher_configs_compose_with_the_usual_knobs():
     assert preset.hydra.launcher.tasks_per_node == preset.hydra.launcher.gpus_per_node == 4  # one task per device
 
 
-@plugin("hydra_optuna_sweeper")
 def test_optuna_preset_maximises_over_learning_rate_batch_size_and_dropout():
     cfg = compose_config("train", "hparams_search=optuna", return_hydra=True)
     sweeper = cfg.hydra.sweeper

@@ -1,0 +1,264 @@
+"""Sweeps on SLURM (`hydra/launcher=slurm`): sbatch's refusals as one line, one run folder per job
+however many SLURM tasks train it, and requeued jobs that resume where they stopped.
+
+The launcher class lives in hydra_plugins/mnist_lab_slurm (Hydra takes launchers only from there)
+and calls the functions below. A job that SLURM requeues (preemption, `scontrol requeue`, or
+submitit itself at the time limit) runs the same pickled call again, in the same folder: there it
+resumes from the folder's last full epoch, as `python -m mnist_lab resume=<folder>` would, and so
+ends exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mnist_lab.callbacks import GracefulInterrupt
+
+GPUS_RESOLVER = "mnist_lab.slurm_gpus"
+
+# What sbatch says (lower case) -> the override that fixes it.
+FIXES = (
+    ("generic resource", "that partition has no such GPUs: choose one that has with "
+                         "hydra.launcher.partition={partitions}, or train on CPUs (leave trainer.accelerator=gpu out)"),
+    ("partition", "choose one of this cluster's partitions with hydra.launcher.partition={partitions}"),
+    ("memory", "ask for what a node has with hydra.launcher.mem_gb=<GB per node>, or null for the "
+               "partition's default"),
+    ("node configuration", "ask for what a node has: fewer hydra.launcher.cpus_per_task, fewer "
+                           "trainer.devices (one task each) or hydra.launcher.mem_gb=null "
+                           "(`sinfo -o '%P %c %m %G'` lists each partition's CPUs, memory and GPUs)"),
+    ("processors", "ask for fewer CPUs with hydra.launcher.cpus_per_task=<n>, or fewer tasks with trainer.devices=<n>"),
+    ("account", "name your SLURM account with hydra.launcher.account=<account>"),
+    ("qos", "name a QOS you may use with hydra.launcher.qos=<qos>"),
+    ("time limit", "ask for less time with hydra.launcher.timeout_min=<minutes>"),
+)
+
+
+def slurm_gpus(accelerator: str, devices: int) -> int | None:
+    """GPUs per node that conf/hydra/launcher/slurm.yaml asks for: `devices` when training on GPUs,
+    else None (no GPU request at all, which every partition accepts). The submitting machine cannot
+    know what accelerator=auto will find on the nodes, so only gpu/cuda asks for GPUs."""
+    return devices if str(accelerator).lower() in ("gpu", "cuda") else None
+
+
+def register() -> None:
+    """Make the GPU resolver and hydra/launcher=slurm's launcher known to Hydra. Hydra's plugin scan
+    cannot list an editable install's hydra_plugins; without the sweeps extra there is no launcher."""
+    OmegaConf.register_new_resolver(GPUS_RESOLVER, slurm_gpus, replace=True)
+    plugins = Plugins.instance()  # scan first: the scan re-runs the plugin modules it finds
+    try:
+        from hydra_plugins.mnist_lab_slurm import SlurmLauncher
+    except ImportError:
+        return
+    plugins.register(SlurmLauncher)
+
+
+def partitions() -> str:
+    """This cluster's partitions as `a|b|c`, or `<name>` when sinfo cannot tell."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "<name>"
+    return "|".join(sorted(set(out.split()))) or "<name>"
+
+
+def submission_error(sbatch_stderr: str) -> str:
+    """One sentence for sbatch's refusal: its own words, then the override that fixes it."""
+    words = "; ".join(line.strip().removeprefix("sbatch: error: ") for line in sbatch_stderr.splitlines()
+                      if line.strip())
+    fix = next((fix for key, fix in FIXES if key in words.lower()), "fix the hydra.launcher.* setting it names")
+    if "{partitions}" in fix:
+        fix = fix.format(partitions=partitions())
+    return f"sbatch refused the sweep's jobs ({words}): {fix}"
+
+
+def refuse(message: str) -> None:
+    """End the sweep with one error line, no traceback."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def drop_if_nothing_ran(sweep: Path) -> None:
+    """Remove a refused sweep's folder when it holds only what the attempt wrote (Hydra's
+    multirun.yaml, submitit's files), with the empty folders above it inside the working folder:
+    a command that ran nothing leaves no folder."""
+    if any(p.name not in ("multirun.yaml", ".submitit") for p in sweep.iterdir()):
+        return
+    shutil.rmtree(sweep / ".submitit", ignore_errors=True)
+    (sweep / "multirun.yaml").unlink(missing_ok=True)
+    here, sweep = Path.cwd(), sweep.absolute()
+    for folder in (sweep, *sweep.parents):
+        if folder == here or (folder != sweep and here not in folder.parents):
+            return
+        try:
+            folder.rmdir()  # fails, as it should, at the first folder that holds anything else
+        except OSError:
+            return
+
+
+def resume_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a requeued job resumes from: its folder's last full epoch (last.ckpt), else
+    the state its first epoch started from (start.ckpt); None when it saved neither."""
+    for name in ("last.ckpt", GracefulInterrupt.START):
+        if (folder / "checkpoints" / name).is_file():
+            return folder / "checkpoints" / name
+    return None
+
+
+def restarts() -> int:
+    """How many times SLURM has requeued this job (0 on its first run)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def prepare_task(config: DictConfig, rank: int) -> None:
+    """Adjust one SLURM task's job config: tasks of rank > 0 are DDP's other processes of rank 0's
+    run (their own log file, no second copy of .hydra/), and a requeued job resumes in its folder."""
+    if rank > 0:  # as Lightning's own DDP launcher does for the processes it starts
+        with open_dict(config.hydra):
+            config.hydra.job.name = f"{config.hydra.job.name}_ddp_process_{rank}"
+            config.hydra.output_subdir = None
+    if restarts() == 0:
+        return
+    HydraConfig.instance().set_config(config)  # the folder's name may read hydra:runtime.choices
+    folder = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    checkpoint = resume_checkpoint(folder)
+    if checkpoint is not None:
+        config.ckpt_path = str(checkpoint.absolute())
+        print(f"SLURM restart {restarts()} of this job: resuming {folder} from {checkpoint.name}", flush=True)
+
+
+def run_task(launcher: Any, sweep_overrides: list[str], job_dir_key: str, job_num: int,
+             singleton_state: dict[type, Singleton]) -> JobReturn:
+    """One SLURM task of one job of the sweep, on the cluster: the plugin's job, plus prepare_task."""
+    import submitit
+
+    Singleton.set_state(singleton_state)
+    setup_globals()
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, sweep_overrides)
+    with open_dict(config.hydra.job):
+        config.hydra.job.id = submitit.JobEnvironment().job_id
+        config.hydra.job.num = job_num
+    prepare_task(config, int(os.environ.get("SLURM_PROCID") or 0))
+    return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=config,
+                   job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
+
+
+def executor(params: dict[str, Any]) -> Any:
+    """submitit's SLURM executor for the launcher's parameters, mapped as the plugin maps them."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    params = dict(params)
+    init = {"folder": params.pop("submitit_folder")}
+    if "max_num_timeout" in params:
+        init["slurm_max_num_timeout"] = params.pop("max_num_timeout")
+    result = submitit.AutoExecutor(cluster="slurm", **init)
+    shared = set(OmegaConf.structured(BaseQueueConf).keys())
+    result.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
+    return result
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Submit the sweep's jobs as one SLURM job array and wait for their results, as the plugin does;
+    a refusal by sbatch ends the sweep with one line."""
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import log
+    from submitit.core.utils import FailedJobError
+
+    sweep = launcher.config.hydra.sweep
+    folder = Path(str(sweep.dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        drop_if_nothing_ran(folder)
+        refuse("hydra/launcher=slurm needs SLURM's sbatch and srun, which are not on this machine's PATH; "
+               "run the sweep on the cluster (a login node), or run its jobs here with hydra/launcher=submitit_local")
+    if "mode" in sweep:
+        os.chmod(folder, mode=int(str(sweep.mode), 8))
+    log.info(f"Submitit 'slurm' sweep output dir : {folder}")
+    jobs_args: list[tuple[Any, ...]] = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        jobs_args.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+    submitter = executor(launcher.params)
+    try:
+        # submitit prints sbatch's complaint itself before raising it: say it once, below.
+        with contextlib.redirect_stderr(io.StringIO()):
+            jobs = submitter.map_array(launcher, *zip(*jobs_args))
+    except FailedJobError as err:
+        drop_if_nothing_ran(folder)
+        refuse(submission_error(str(err)))
+    if not keeps_accounting():
+        watcher = queue_watcher()
+        for job in jobs:
+            watch_with(job, watcher)
+    return [result_of(job, overrides) for job, overrides in zip(jobs, job_overrides)]
+
+
+class JobLost(CompactHydraException):
+    """A SLURM job of the sweep ended without a result: cancelled, killed, or out of time."""
+
+
+def result_of(job: Any, overrides: Sequence[str]) -> JobReturn:
+    """The job's own JobReturn; a job that ended without one fails in one line, after the others
+    were waited for (Hydra then reports the first failure)."""
+    from submitit.core.utils import UncompletedJobError
+
+    try:
+        return job.results()[0]
+    except UncompletedJobError:
+        lost = JobLost(f"SLURM job {job.job_id} ended without a result (state {job.state}); "
+                       f"its log is {job.paths.stderr}")
+        return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=lost)
+
+
+def keeps_accounting() -> bool:
+    """Whether this cluster keeps job accounting, which submitit reads with sacct."""
+    try:
+        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return True  # cannot tell: leave submitit as it is
+    storage = next((line.split("=", 1)[1].strip() for line in config.splitlines()
+                    if line.split("=", 1)[0].strip() == "AccountingStorageType"), "")
+    return storage not in ("", "(null)", "accounting_storage/none")
+
+
+def queue_watcher() -> Any:
+    """submitit's job-state watcher asking squeue instead of sacct, for clusters that keep no
+    accounting: there sacct fails at every poll, and a job that ends without a result (cancelled,
+    killed) would be waited for forever. squeue knows a job until MinJobAge after it ended."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class QueueWatcher(SlurmInfoWatcher):
+        def _make_command(self) -> list[str] | None:
+            if not self._registered - self._finished:
+                return None
+            return ["squeue", f"--user={os.getuid()}", "--noheader", "--array", "--states=all", "--format=%i|%T|%N"]
+
+        def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
+            text = string.decode() if isinstance(string, bytes) else string
+            info = super().read_info("JobID|State|NodeList\n" + text)
+            for job_id in self._registered - self._finished - set(info):
+                info[job_id] = {"State": "LEFT_QUEUE"}  # ended, and no longer known to SLURM
+            return info
+
+    return QueueWatcher(delay_s=60)
+
+
+def watch_with(job: Any, watcher: Any) -> None:
+    """Have `job` (and its tasks' sub-jobs) report its state through `watcher`."""
+    job.watcher = watcher
+    watcher.register_job(job.job_id)
+    for task in job._sub_jobs:
+        watch_with(task, watcher)
