@@ -17,7 +17,6 @@ from mnist_lab.classifier import Classifier
 from mnist_lab.errors import UserError
 from mnist_lab.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
 
-DATA_STATE_KEY = "MNISTDataModule"  # where Lightning stores MNISTDataModule.state_dict()
 
 
 class CheckpointError(UserError):
@@ -30,13 +29,7 @@ class LoadedModel:
 
     model: Classifier
     path: Path
-    dataset: str  # torchvision class name, e.g. "MNIST"
-    mean: float   # input scaling used in training: (pixels in [0, 1] - mean) / std
-    std: float
-
-    def scale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Scale images with pixels in [0, 1] as the model saw them in training."""
-        return (pixels - self.mean) / self.std
+    dataset: str  # what it was trained on, e.g. "MNIST"
 
 
 def newest_run(outputs_dir: Path) -> Path:
@@ -112,6 +105,7 @@ def load_checkpoint(spec: str | Path, outputs_dir: str | Path = "outputs", map_l
     except (InstantiationException, TypeError) as err:
         raise CheckpointError(f"{path}: its network cannot be built ({err.__cause__ or err}); "
                               "give ckpt_path= a checkpoint from a mnist_lab run") from err
+    model.on_load_checkpoint(checkpoint)  # what Lightning's own loader runs first: older checkpoints
     problem = misfit(model.state_dict(), checkpoint["state_dict"])
     if problem is not None:
         raise CheckpointError(f"{path}: its weights do not fit its {type(model.net).__name__} network ({problem}); "
@@ -123,8 +117,8 @@ def load_checkpoint(spec: str | Path, outputs_dir: str | Path = "outputs", map_l
                               f"({str(err).splitlines()[0]}); give ckpt_path= a checkpoint written by mnist_lab, "
                               "unmodified") from err
     model.to(map_location).eval()
-    data = checkpoint.get(DATA_STATE_KEY, {})
-    return LoadedModel(model, path, data.get("dataset", "MNIST"), data.get("mean", 0.0), data.get("std", 1.0))
+    legacy = checkpoint.get("MNISTDataModule", {})  # where checkpoints before `dataset` kept it
+    return LoadedModel(model, path, checkpoint.get("dataset") or legacy.get("dataset", "MNIST"))
 
 
 def check_run_files(run: Path, checkpoint: Path, trust: Sequence[str] = ()) -> None:

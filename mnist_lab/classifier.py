@@ -44,6 +44,10 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net = instantiate(net)
+        # The input scaling belongs to the model: a checkpoint, an exported file and the server all
+        # take pixels in [0, 1]. Set from the training split when data.normalize=true.
+        self.register_buffer("input_mean", torch.tensor(0.0))
+        self.register_buffer("input_std", torch.tensor(1.0))
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
         # Losses are checked for NaN by training_step itself, once per step.
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
@@ -57,8 +61,28 @@ class Classifier(L.LightningModule):
         self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits for a batch of images shaped (N, 1, 28, 28)."""
-        return self.net(x)
+        """Logits for a batch of images shaped (N, 1, 28, 28), pixels in [0, 1]."""
+        return self.net(self.scale(x))
+
+    def scale(self, x: Tensor) -> Tensor:
+        """Pixels in [0, 1] as the network sees them: (x - input_mean) / input_std."""
+        return (x - self.input_mean) / self.input_std
+
+    def on_fit_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "normalize", False):
+            self.input_mean.fill_(datamodule.mean)
+            self.input_std.fill_(datamodule.std)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dataset"] = getattr(self.trainer.datamodule, "dataset_name", "MNIST")  # what it read
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        if "input_mean" not in state:  # written before the scaling lived in the model
+            data = checkpoint.get("MNISTDataModule", {})
+            state["input_mean"] = torch.tensor(float(data.get("mean", 0.0)))
+            state["input_std"] = torch.tensor(float(data.get("std", 1.0)))
 
     def on_train_start(self) -> None:
         if self.hparams.compile and self._compiled_forward is None:
@@ -69,7 +93,7 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Cross-entropy of one mini-batch; Lightning runs backward and the optimizer step."""
         x, y = batch
-        logits = (self._compiled_forward or self.net)(x)
+        logits = (self._compiled_forward or self.net)(self.scale(x))
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(

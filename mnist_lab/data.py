@@ -65,7 +65,8 @@ class TensorBatches:
 
 class MNISTDataModule(L.LightningDataModule):
     """The tutorial's split: validation = first 5,000 training images, train = the other 55,000,
-    test = the official 10,000. Pixels are floats in [0, 1] unless `normalize` is set.
+    test = the official 10,000. Pixels are floats in [0, 1]; with `normalize` the training split's
+    mean and std are measured for the model, which scales its own inputs.
 
     `augment`, a module such as `mnist_lab.augment.RandomAffine`, transforms training batches on
     the training device (validation, test and prediction batches are left as they are).
@@ -91,7 +92,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.normalize = normalize
         self.augment = augment
-        self.mean, self.std = 0.0, 1.0  # input scaling: (pixels - mean) / std
+        self.mean, self.std = 0.0, 1.0  # the training split's, for the model's input scaling
         self.shuffle_seed = 0  # set by setup from torch's seed
         self.data_train: TensorDataset | None = None
         self.data_val: TensorDataset | None = None
@@ -110,9 +111,8 @@ class MNISTDataModule(L.LightningDataModule):
         train_x, test_x = _to_float(train_x), _to_float(test_x)
         val_x, train_x = train_x[: self.val_size], train_x[self.val_size :]
         val_y, train_y = train_y[: self.val_size], train_y[self.val_size :]
-        if self.normalize:
+        if self.normalize:  # the statistics the Classifier scales its inputs with
             self.mean, self.std = train_x.mean().item(), train_x.std().item()
-            train_x, val_x, test_x = ((x - self.mean) / self.std for x in (train_x, val_x, test_x))
         self.data_train = TensorDataset(train_x, train_y)
         self.data_val = TensorDataset(val_x, val_y)
         self.data_test = TensorDataset(test_x, test_y)
@@ -124,9 +124,9 @@ class MNISTDataModule(L.LightningDataModule):
         """The dataset's name, e.g. "MNIST" or "FashionMNIST"."""
         return self.dataset.name
 
-    def state_dict(self) -> dict[str, str | float]:
-        """Saved in every checkpoint: how to feed its model, and the shuffle's seed for a resume."""
-        return {"dataset": self.dataset_name, "mean": self.mean, "std": self.std, "shuffle_seed": self.shuffle_seed}
+    def state_dict(self) -> dict[str, int]:
+        """Saved in every checkpoint: the shuffle's seed, so that a resumed run keeps its orders."""
+        return {"shuffle_seed": self.shuffle_seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """On resume, continue the interrupted run's sequence of per-epoch orders."""
@@ -162,8 +162,6 @@ class MNISTDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))
         if self.augment is not None and training:
             x, y = batch
-            if self.normalize:  # transform pixels in [0, 1], where the background that moves in is 0
-                return (self.augment(x * self.std + self.mean) - self.mean) / self.std, y
             return self.augment(x), y
         return batch
 

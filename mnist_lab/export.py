@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor, nn
+import lightning as L
+from torch import Tensor
 
-from mnist_lab.checkpoints import LoadedModel, load_checkpoint
+from mnist_lab.checkpoints import load_checkpoint
 from mnist_lab.cli import hydra_main
 from mnist_lab.errors import UserError
 from mnist_lab.inference import logits, test_images
@@ -19,18 +20,7 @@ log = logging.getLogger(__name__)
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
-class Standalone(nn.Module):
-    """Pixels in [0, 1], shaped (N, 1, 28, 28) -> logits: the training-time scaling is built in."""
-
-    def __init__(self, loaded: LoadedModel) -> None:
-        super().__init__()
-        self.net, self.mean, self.std = loaded.model.net, loaded.mean, loaded.std
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.net((images - self.mean) / self.std)
-
-
-def export_onnx(module: nn.Module, example: Tensor, path: Path) -> Tensor:
+def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tensor:
     """Write an ONNX file with a dynamic batch size; return onnxruntime's logits for `example`."""
     try:
         import onnxruntime
@@ -38,18 +28,18 @@ def export_onnx(module: nn.Module, example: Tensor, path: Path) -> Tensor:
         raise UserError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from err
     for name in ("onnxscript", "onnx_ir"):  # their optimiser narrates every pass at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    torch.onnx.export(module, (example,), path, input_names=["images"], output_names=["logits"],
-                      dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False,
-                      external_data=False)  # one self-contained file, not model.onnx + model.onnx.data
+    module.to_onnx(path, example, input_names=["images"], output_names=["logits"], dynamo=True, verbose=False,
+                   dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                   external_data=False)  # one self-contained file, not model.onnx + model.onnx.data
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
 
 
-def export_torchscript(module: nn.Module, example: Tensor, path: Path) -> Tensor:
+def export_torchscript(module: L.LightningModule, example: Tensor, path: Path) -> Tensor:
     """Write a TorchScript file; return the reloaded file's logits for `example`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format asked for
-        torch.jit.trace(module, example).save(str(path))
+        module.to_torchscript(path, method="trace", example_inputs=example)
         return torch.jit.load(str(path))(example)
 
 
@@ -65,7 +55,7 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels, _ = test_images(loaded, cfg.data)
     example = pixels[:100]
-    module = Standalone(loaded).eval()
+    module = loaded.model.eval()  # pixels in [0, 1] -> logits: its input scaling is part of it
     with torch.no_grad():
         exported = (export_onnx if cfg.format == "onnx" else export_torchscript)(module, example, path)
     difference = (exported - logits(loaded, example)).abs().max().item()
