@@ -25,8 +25,10 @@ class AccuracyClock(L.Callback):
         x, y = trainer.datamodule.data_test.tensors
         was_training = pl_module.training
         pl_module.eval()
-        correct = sum((pl_module(xb.to(pl_module.device)).argmax(-1) == yb.to(pl_module.device)).sum().item()
-                      for xb, yb in zip(x.split(2000), y.split(2000)))
+        correct = sum(
+            (pl_module(xb.to(pl_module.device)).argmax(-1) == yb.to(pl_module.device)).sum().item()
+            for xb, yb in zip(x.split(2000), y.split(2000))
+        )
         pl_module.train(was_training)
         self.points.append([sum(timer.seconds), correct / len(y)])
         self.path.write_text(json.dumps(self.points))

@@ -46,8 +46,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen | None = None, log: Path | None = None,
-                  timeout: float = 120) -> dict:
+def wait_until_up(
+    url: str, process: subprocess.Popen | None = None, log: Path | None = None, timeout: float = 120
+) -> dict:
     """GET /health until it answers; the server's own error when it dies first."""
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout
@@ -73,8 +74,16 @@ def start_server(ckpt: str, naive: bool, server_args: list[str], run_dir: Path) 
     if naive:
         cmd = [sys.executable, __file__, "--serve-naive", ckpt, "--port", str(port)]
     else:
-        cmd = [sys.executable, "-m", "mnist_lab.serve", f"ckpt_path={ckpt}", "host=127.0.0.1", f"port={port}",
-               f"hydra.run.dir={run_dir / 'run'}", *server_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mnist_lab.serve",
+            f"ckpt_path={ckpt}",
+            "host=127.0.0.1",
+            f"port={port}",
+            f"hydra.run.dir={run_dir / 'run'}",
+            *server_args,
+        ]
     with (run_dir / "server.log").open("w") as log:  # a file: a pipe nobody reads would block the server
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
@@ -89,8 +98,9 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def post_many(url: str, body: bytes, requests: int, clients: int,
-              expected: list) -> tuple[list[float], list[str], float]:
+def post_many(
+    url: str, body: bytes, requests: int, clients: int, expected: list
+) -> tuple[list[float], list[str], float]:
     """Post `body` `requests` times from `clients` threads, each on one kept-alive connection:
     the latencies of the good answers, the errors, and the seconds it all took."""
     parts = urlsplit(url)
@@ -149,11 +159,18 @@ def load(url: str, body: bytes, requests: int, clients: int, warmup: int) -> dic
         return round(ms[min(len(ms) - 1, int(q * len(ms)))], 2) if ms else None
 
     return {
-        "requests": requests, "clients": clients, "warmup": warmup, "errors": len(warmup_errors) + len(errors),
-        "first_errors": (warmup_errors + errors)[:5], "seconds": round(seconds, 3),
+        "requests": requests,
+        "clients": clients,
+        "warmup": warmup,
+        "errors": len(warmup_errors) + len(errors),
+        "first_errors": (warmup_errors + errors)[:5],
+        "seconds": round(seconds, 3),
         "requests_per_s": round(requests / seconds, 1),
-        "p50_ms": percentile(0.50), "p90_ms": percentile(0.90), "p99_ms": percentile(0.99),
-        "max_ms": round(ms[-1], 2) if ms else None, "mean_ms": round(statistics.fmean(ms), 2) if ms else None,
+        "p50_ms": percentile(0.50),
+        "p90_ms": percentile(0.90),
+        "p99_ms": percentile(0.99),
+        "max_ms": round(ms[-1], 2) if ms else None,
+        "mean_ms": round(statistics.fmean(ms), 2) if ms else None,
     }
 
 
@@ -186,8 +203,13 @@ def serve_naive(ckpt: str, port: int) -> None:
 def machine() -> dict:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def main() -> None:
@@ -198,8 +220,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first")
     parser.add_argument("--naive", action="store_true", help="also measure the naive FastAPI app per checkpoint")
-    parser.add_argument("--server-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="an override for mnist_lab.serve, e.g. --server-arg batch_wait_ms=0 (repeatable)")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for mnist_lab.serve, e.g. --server-arg batch_wait_ms=0 (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serve_load.json")
     parser.add_argument("--serve-naive", metavar="CKPT", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -213,8 +240,13 @@ def main() -> None:
     runs = []
     if args.url:
         health = wait_until_up(args.url.rstrip("/"), timeout=10)
-        runs.append({"server": args.url, "model": health.get("model"),
-                     **load(args.url, body, args.requests, args.clients, args.warmup)})
+        runs.append(
+            {
+                "server": args.url,
+                "model": health.get("model"),
+                **load(args.url, body, args.requests, args.clients, args.warmup),
+            }
+        )
     for ckpt in args.checkpoints:
         for naive in (False, True) if args.naive else (False,):
             with tempfile.TemporaryDirectory() as run_dir:
@@ -224,12 +256,21 @@ def main() -> None:
                     result = load(url, body, args.requests, args.clients, args.warmup)
                 finally:
                     stop_server(process)
-            runs.append({"server": "naive FastAPI" if naive else "mnist_lab.serve", "checkpoint": ckpt,
-                         "model": health.get("model"), "server_args": [] if naive else args.server_arg, **result})
+            runs.append(
+                {
+                    "server": "naive FastAPI" if naive else "mnist_lab.serve",
+                    "checkpoint": ckpt,
+                    "model": health.get("model"),
+                    "server_args": [] if naive else args.server_arg,
+                    **result,
+                }
+            )
     for run in runs:
-        print(f"{run['model']:>16} {run['server']:>16}: {run['requests_per_s']:8.1f} requests/s, "
-              f"p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, {run['errors']} errors "
-              f"({run['clients']} clients, {run['requests']} requests)")
+        print(
+            f"{run['model']:>16} {run['server']:>16}: {run['requests_per_s']:8.1f} requests/s, "
+            f"p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, {run['errors']} errors "
+            f"({run['clients']} clients, {run['requests']} requests)"
+        )
         for error in run["first_errors"]:
             print(f"    {error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

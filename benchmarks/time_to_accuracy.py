@@ -30,15 +30,26 @@ def run_seed(preset: str, seed: int, device: str, extra: list[str]) -> dict:
     """One real run; returns its (seconds, accuracy) points and metrics.json."""
     with tempfile.TemporaryDirectory() as folder:
         points = Path(folder) / "points.json"
-        cmd = [sys.executable, "-m", "mnist_lab", f"experiment={preset}", f"seed={seed}",
-               f"trainer.accelerator={device}", "trainer.enable_progress_bar=false", "logger=none",
-               f"+callbacks.accuracy_clock={{_target_:accuracy_clock.AccuracyClock,path:{points}}}",
-               f"hydra.run.dir={folder}/run", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mnist_lab",
+            f"experiment={preset}",
+            f"seed={seed}",
+            f"trainer.accelerator={device}",
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+            f"+callbacks.accuracy_clock={{_target_:accuracy_clock.AccuracyClock,path:{points}}}",
+            f"hydra.run.dir={folder}/run",
+            *extra,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
         if result.returncode != 0:
             raise SystemExit(f"seed {seed} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return {"points": json.loads(points.read_text()),
-                "metrics": json.loads((Path(folder) / "run" / "metrics.json").read_text())}
+        return {
+            "points": json.loads(points.read_text()),
+            "metrics": json.loads((Path(folder) / "run" / "metrics.json").read_text()),
+        }
 
 
 def first_reach(points: list[list[float]], target: float) -> float | None:
@@ -73,17 +84,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     runs = {seed: run_seed(args.preset, seed, args.device, args.extra) for seed in args.seeds}
     summary = summarise(runs, args.target)
-    summary.update(preset=args.preset, device=args.device, overrides=args.extra,
-                   machine=f"{platform.processor() or platform.machine()}",
-                   points={str(s): r["points"] for s, r in runs.items()})
-    print(f"experiment={args.preset} on {args.device}: {summary['reached']}/{summary['seeds']} seeds reached "
-          f"test accuracy >= {args.target}; mean {summary['mean_seconds']} s, worst {summary['worst_seconds']} s "
-          "of training")
+    summary.update(
+        preset=args.preset,
+        device=args.device,
+        overrides=args.extra,
+        machine=f"{platform.processor() or platform.machine()}",
+        points={str(s): r["points"] for s, r in runs.items()},
+    )
+    print(
+        f"experiment={args.preset} on {args.device}: {summary['reached']}/{summary['seeds']} seeds reached "
+        f"test accuracy >= {args.target}; mean {summary['mean_seconds']} s, worst {summary['worst_seconds']} s "
+        "of training"
+    )
     print("| preset | device | seeds >= target | mean s | worst s | final test accuracy (per seed) |")
     print("|---|---|---|---|---|---|")
     finals = ", ".join(f"{a:.4f}" for a in summary["final_test_acc"].values())
-    print(f"| {args.preset} | {args.device} | {summary['reached']}/{summary['seeds']} | {summary['mean_seconds']} | "
-          f"{summary['worst_seconds']} | {finals} |")
+    print(
+        f"| {args.preset} | {args.device} | {summary['reached']}/{summary['seeds']} | {summary['mean_seconds']} | "
+        f"{summary['worst_seconds']} | {finals} |"
+    )
     out = args.out or HERE / "results" / f"time_to_accuracy_{args.preset}_{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")

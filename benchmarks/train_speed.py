@@ -43,9 +43,18 @@ def extracted_mnist(folder: str) -> str:
 
 def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str) -> list[str]:
     """(a) The user's command; its run folder's metrics.json holds each epoch's training seconds."""
-    cmd = [sys.executable, "-m", "mnist_lab", f"model={model}", f"trainer.max_epochs={args.epochs}",
-           "callbacks.accuracy_stop=null", "test=false", f"trainer.accelerator={args.device}",
-           f"data.batch_size={args.batch_size}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnist_lab",
+        f"model={model}",
+        f"trainer.max_epochs={args.epochs}",
+        "callbacks.accuracy_stop=null",
+        "test=false",
+        f"trainer.accelerator={args.device}",
+        f"data.batch_size={args.batch_size}",
+        f"hydra.run.dir={run_dir}",
+    ]
     if images < TRAIN_IMAGES:  # a fraction of the epoch's mini-batches
         cmd.append(f"trainer.limit_train_batches={images / TRAIN_IMAGES}")
     return cmd
@@ -103,8 +112,14 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
 
 def worker(args: argparse.Namespace) -> None:
     """Run variant (b) or (c) in this process and print its result as JSON."""
-    result = run_loop(args.model, args.device, args.epochs, args.images, args.batch_size,
-                      torchvision_path=args.worker == "torchvision")
+    result = run_loop(
+        args.model,
+        args.device,
+        args.epochs,
+        args.images,
+        args.batch_size,
+        torchvision_path=args.worker == "torchvision",
+    )
     if args.device == "cuda":
         import torch
 
@@ -118,8 +133,22 @@ def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> 
         if variant == "lightning":
             cmd = lightning_command(model, args, images, run_dir)
         else:
-            cmd = [sys.executable, __file__, "--worker", variant, "--model", model, "--device", args.device,
-                   "--epochs", str(args.epochs), "--images", str(images), "--batch-size", str(args.batch_size)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                variant,
+                "--model",
+                model,
+                "--device",
+                args.device,
+                "--epochs",
+                str(args.epochs),
+                "--images",
+                str(images),
+                "--batch-size",
+                str(args.batch_size),
+            ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -141,8 +170,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["softmax", "mlp", "cnn"])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--cnn-images", type=int, default=None,
-                        help="train the CNN on this many images (default: 11,000 on CPU, all on CUDA)")
+    parser.add_argument(
+        "--cnn-images",
+        type=int,
+        default=None,
+        help="train the CNN on this many images (default: 11,000 on CPU, all on CUDA)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/)")
     parser.add_argument("--worker", choices=VARIANTS[1:], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -160,13 +193,26 @@ def main() -> None:
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        subprocess.run([sys.executable, "-m", "mnist_lab", "model=softmax", "trainer.max_epochs=1",
-                        f"trainer.accelerator={args.device}", f"hydra.run.dir={run_dir}"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mnist_lab",
+                "model=softmax",
+                "trainer.max_epochs=1",
+                f"trainer.accelerator={args.device}",
+                f"hydra.run.dir={run_dir}",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     command_seconds = time.perf_counter() - start
 
-    print(f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    print(
+        f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    )
     print("| model | (a) mnist_lab | (b) hand loop | (c) torchvision | a/b | c/a | peak RSS a/b/c (MB) |")
     print("|---|---|---|---|---|---|---|")
     for model, r in rows.items():
@@ -178,8 +224,18 @@ def main() -> None:
 
     out = args.out or Path(__file__).parent / "results" / f"train_speed_{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": args.device, "batch_size": args.batch_size, "models": rows,
-                               "command_seconds_softmax_1_epoch": command_seconds}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "device": args.device,
+                "batch_size": args.batch_size,
+                "models": rows,
+                "command_seconds_softmax_1_epoch": command_seconds,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

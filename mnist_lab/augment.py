@@ -37,7 +37,10 @@ class RandomAffine(nn.Module):
         cos, sin = angle.cos() / zoom, angle.sin() / zoom
         # affine_grid maps output to input coordinates in [-1, 1], so a shift of t image widths is 2t.
         theta = torch.stack(
-            [torch.stack([cos, -sin, uniform(2 * self.translate)], 1), torch.stack([sin, cos, uniform(2 * self.translate)], 1)],
+            [
+                torch.stack([cos, -sin, uniform(2 * self.translate)], 1),
+                torch.stack([sin, cos, uniform(2 * self.translate)], 1),
+            ],
             dim=1,
         ).to(x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)

@@ -99,8 +99,10 @@ class GracefulInterrupt(L.Callback):
         if self.received is not None:
             os._exit(128 + signum)  # the second signal: the user wants out now
         self.received = signum
-        log.warning("%s received: stopping after this training step (send it again to quit at once)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s received: stopping after this training step (send it again to quit at once)",
+            signal.Signals(signum).name,
+        )
 
     def _checkpoints(self, trainer: L.Trainer) -> tuple[Path, Path] | None:
         checkpoint = trainer.checkpoint_callback

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -17,8 +18,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from mnist_lab import plots
 from mnist_lab.errors import NonFiniteLossError
-from mnist_lab.trust import check_targets
 from mnist_lab.nets import IMAGE_SHAPE, NUM_CLASSES
+from mnist_lab.trust import check_targets
 
 Batch = tuple[Tensor, Tensor]
 MISTAKES_SHOWN = 16  # misclassified test digits drawn in TensorBoard
@@ -160,14 +161,23 @@ class Classifier(L.LightningModule):
         if "total_steps" in inspect.signature(scheduler.func).parameters:
             # A schedule over the whole run (one-cycle) is stepped after every optimizer step.
             steps = int(self.trainer.estimated_stepping_batches)
-            return {"optimizer": optimizer, "lr_scheduler": {
-                "scheduler": scheduler(optimizer=optimizer, total_steps=steps), "interval": "step"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler(optimizer=optimizer, total_steps=steps), "interval": "step"},
+            }
         return {"optimizer": optimizer, "lr_scheduler": scheduler(optimizer=optimizer)}  # stepped per epoch
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
-                             strict: bool | None = None, weights_only: bool | None = None,
-                             trust: tuple[str, ...] | list[str] = (), **kwargs: Any) -> Classifier:
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        trust: tuple[str, ...] | list[str] = (),
+        **kwargs: Any,
+    ) -> Classifier:
         """Lightning's loader, after refusing a checkpoint whose hyperparameters name code that is not
         trusted: mnist_lab's networks, torch's optimizers and what `trust` names (see mnist_lab.trust)."""
         weights_only = True if weights_only is None else weights_only
@@ -182,5 +192,11 @@ class Classifier(L.LightningModule):
             hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY, {}) if isinstance(checkpoint, dict) else {}
         # Values passed here replace the file's: they are the caller's own, not the file's.
         check_targets({k: v for k, v in dict(hparams).items() if k not in kwargs}, trust, source=str(checkpoint_path))
-        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
-                                            strict=strict, weights_only=weights_only, **kwargs)
+        return super().load_from_checkpoint(
+            checkpoint_path,
+            map_location=map_location,
+            hparams_file=hparams_file,
+            strict=strict,
+            weights_only=weights_only,
+            **kwargs,
+        )

@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,10 +19,13 @@ from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from mnist_lab.errors import Interrupted, UserError
 from mnist_lab import hardware  # noqa: F401  registers ${mnist_lab.fast_precision:} for the presets
+from mnist_lab.errors import Interrupted, UserError
 from mnist_lab.overrides import check_overrides
-from mnist_lab.run_dir import check_new_run_dir, discard_if_unused  # also registers the resolver the configs' run folders use
+from mnist_lab.run_dir import (  # also registers the resolver the configs' run folders use
+    check_new_run_dir,
+    discard_if_unused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,10 @@ def check_writable(argv: list[str], default: str = "outputs") -> None:
     folder = Path(target).expanduser().absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
-        raise UserError(f"cannot write the run folder {folder}: {existing} is not writable; run from a "
-                        "writable folder or set hydra.run.dir=<a writable folder>")
+        raise UserError(
+            f"cannot write the run folder {folder}: {existing} is not writable; run from a "
+            "writable folder or set hydra.run.dir=<a writable folder>"
+        )
 
 
 class _DropTips(logging.Filter):
@@ -79,8 +85,10 @@ def user_message(err: Exception) -> str | None:
     if isinstance(err, MisconfigurationException):  # Lightning's own words on Trainer settings
         return f"{err}; fix the trainer.* override"
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
-        return (f"cannot write {err.filename or 'a file'}: {err.strerror}; free some space or choose a "
-                "writable folder with hydra.run.dir=<folder>")
+        return (
+            f"cannot write {err.filename or 'a file'}: {err.strerror}; free some space or choose a "
+            "writable folder with hydra.run.dir=<folder>"
+        )
     return None
 
 
@@ -95,8 +103,12 @@ def entry_point(task: F) -> F:
         try:
             return task(*args, **kwargs)
         except Interrupted as stop:
-            log.warning("training interrupted by %s; the run keeps its last full epoch; resume with: "
-                        "python -m mnist_lab resume=%s", stop.signal_name, HydraConfig.get().runtime.output_dir)
+            log.warning(
+                "training interrupted by %s; the run keeps its last full epoch; resume with: "
+                "python -m mnist_lab resume=%s",
+                stop.signal_name,
+                HydraConfig.get().runtime.output_dir,
+            )
             sys.exit(128 + stop.signum)
         except Exception as err:
             message = user_message(err)

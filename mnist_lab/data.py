@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from mnist_lab import datasets
+
 
 class IndexBatches:
     """One epoch of indices cut into mini-batches of `batch_size`; when shuffling, the order is a
@@ -22,8 +24,9 @@ class IndexBatches:
     multiple of `world_size`, so that every process makes the same number of steps.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self, size: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.rank, self.world_size, self.total = rank, world_size, size
         # This process's share: equal shares when shuffling (training), every index otherwise.

@@ -144,8 +144,9 @@ def read_idx(path: Path, fix: str) -> tuple[Tensor, str]:
     header = 4 + 4 * len(dims)
     expected = header + dims[0] * (28 * 28 if is_images else 1)
     if len(raw) != expected:
-        raise DataCorruptError(f"{path} has {len(raw)} bytes where its header promises {expected} "
-                               f"({dims[0]} items); {fix}")
+        raise DataCorruptError(
+            f"{path} has {len(raw)} bytes where its header promises {expected} ({dims[0]} items); {fix}"
+        )
     items = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if not is_images and items.size and items.max() > 9:
         raise DataCorruptError(f"{path} holds label {items.max()}, outside the digits 0-9; {fix}")
@@ -158,14 +159,19 @@ def load(data: Dataset, root: Path | None, download: bool = False) -> dict[str, 
     files, source = locate(data, root, download)
     log.info("%s: reading %s", data.name, source)
     packaged = str(files[data.files[0]]).startswith(str(PACKAGED))
-    fix = ("reinstall mnist_lab (pip install --force-reinstall) to restore its packaged copy" if packaged
-           else "replace it with a good copy (or delete it and run with data.download=true)")
+    fix = (
+        "reinstall mnist_lab (pip install --force-reinstall) to restore its packaged copy"
+        if packaged
+        else "replace it with a good copy (or delete it and run with data.download=true)"
+    )
     splits = {}
     for split, (images_name, labels_name) in SPLITS.items():
         (images, images_md5), (labels, labels_md5) = (read_idx(files[n], fix) for n in (images_name, labels_name))
         if len(images) != len(labels):
-            raise DataCorruptError(f"{files[images_name]} has {len(images)} images but {files[labels_name]} has "
-                                   f"{len(labels)} labels; replace both with a good copy")
+            raise DataCorruptError(
+                f"{files[images_name]} has {len(images)} images but {files[labels_name]} has "
+                f"{len(labels)} labels; replace both with a good copy"
+            )
         for name, digest in ((images_name, images_md5), (labels_name, labels_md5)):
             if digest != data.md5[name]:
                 raise DataCorruptError(f"{files[name]} is not the known {data.name} file (its md5 differs); {fix}")

@@ -38,16 +38,20 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "images": len(labels),
         "test/loss": F.cross_entropy(scores, labels).item(),
         "test/acc": (predicted == labels).float().mean().item(),
-        "per_class": {str(d): {"precision": precision[d].item(), "recall": recall[d].item(),
-                               "support": int((labels == d).sum())} for d in range(NUM_CLASSES)},
+        "per_class": {
+            str(d): {"precision": precision[d].item(), "recall": recall[d].item(), "support": int((labels == d).sum())}
+            for d in range(NUM_CLASSES)
+        },
         "confusion_matrix": matrix.tolist(),
     }
 
     wrong = torch.nonzero(predicted != labels).flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.mistakes]
     titles = [f"{labels[i]}/{predicted[i]} {confidence[i]:.2f}" for i in worst.tolist()]
-    report["most_confident_mistakes"] = [{"index": i, "label": int(labels[i]), "prediction": int(predicted[i]),
-                                          "probability": confidence[i].item()} for i in worst.tolist()]
+    report["most_confident_mistakes"] = [
+        {"index": i, "label": int(labels[i]), "prediction": int(predicted[i]), "probability": confidence[i].item()}
+        for i in worst.tolist()
+    ]
     plots.save(plots.confusion_matrix(matrix.numpy()), out_dir / "confusion_matrix.png")
     plots.save(plots.digit_grid(pixels[worst, 0].numpy(), titles, [True] * len(worst)), out_dir / "mistakes.png")
     write_json_atomic(out_dir / "evaluation.json", report)

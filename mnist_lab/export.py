@@ -6,9 +6,9 @@ import logging
 import warnings
 from pathlib import Path
 
+import lightning as L
 import torch
 from omegaconf import DictConfig
-import lightning as L
 from torch import Tensor
 
 from mnist_lab.checkpoints import load_checkpoint
@@ -28,9 +28,16 @@ def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tenso
         raise UserError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from err
     for name in ("onnxscript", "onnx_ir"):  # their optimiser narrates every pass at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    module.to_onnx(path, example, input_names=["images"], output_names=["logits"], dynamo=True, verbose=False,
-                   dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-                   external_data=False)  # one self-contained file, not model.onnx + model.onnx.data
+    module.to_onnx(
+        path,
+        example,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamo=True,
+        verbose=False,
+        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        external_data=False,
+    )  # one self-contained file, not model.onnx + model.onnx.data
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
 
@@ -61,8 +68,10 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
     difference = (exported - logits(loaded, example)).abs().max().item()
     if difference > cfg.tolerance:
         path.unlink()
-        raise UserError(f"the exported model's logits differ from the checkpoint's by {difference:.2e} "
-                        f"(> tolerance={cfg.tolerance}); nothing was written")
+        raise UserError(
+            f"the exported model's logits differ from the checkpoint's by {difference:.2e} "
+            f"(> tolerance={cfg.tolerance}); nothing was written"
+        )
     print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__})")
     print(f"wrote {path} ({cfg.format}, input 'images' float32 (N, 1, 28, 28) in [0, 1], output logits (N, 10))")
     print(f"checked on {len(example)} test images: largest logit difference {difference:.2e} <= {cfg.tolerance}")

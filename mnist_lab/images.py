@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -28,8 +28,9 @@ class NoDigitError(ImageError):
     """An image that decodes but shows no digit (empty, or of one colour)."""
 
 
-def decode_grayscale(data: bytes, name: str = "image", formats: Sequence[str] | None = None,
-                     max_pixels: int | None = None) -> np.ndarray:
+def decode_grayscale(
+    data: bytes, name: str = "image", formats: Sequence[str] | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """An encoded image as float grayscale in [0, 255]; transparent pixels count as white paper.
     `formats` limits the decoders tried (PIL names, e.g. "PNG"); `max_pixels` is checked on the
     header, before any pixel is decoded."""
@@ -37,8 +38,9 @@ def decode_grayscale(data: bytes, name: str = "image", formats: Sequence[str] | 
         with Image.open(io.BytesIO(data), formats=formats) as image:  # reads the header only
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
-                raise ImageTooLargeError(f"{name}: {width}x{height} is more than the {max_pixels:,} pixels "
-                                         "allowed; send a smaller image")
+                raise ImageTooLargeError(
+                    f"{name}: {width}x{height} is more than the {max_pixels:,} pixels allowed; send a smaller image"
+                )
             image.load()
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")

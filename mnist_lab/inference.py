@@ -15,8 +15,10 @@ def test_images(loaded: LoadedModel, data_cfg: DictConfig) -> tuple[Tensor, Tens
     """The official test set as pixels in [0, 1] (N, 1, 28, 28) and labels, from the model's dataset."""
     datamodule = instantiate(data_cfg)
     if datamodule.dataset_name != loaded.dataset:
-        raise UserError(f"{loaded.path} was trained on {loaded.dataset}, not {datamodule.dataset_name}; "
-                        f"choose the matching data= config (data=mnist or data=fashion_mnist)")
+        raise UserError(
+            f"{loaded.path} was trained on {loaded.dataset}, not {datamodule.dataset_name}; "
+            f"choose the matching data= config (data=mnist or data=fashion_mnist)"
+        )
     datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule.data_test.tensors

@@ -60,8 +60,18 @@ def resume_argv(argv: list[str]) -> list[str]:
     check_run_files(run, last, trust_from_argv(argv))
     # ++: a run saved before `trust` was a config key has no such key to set.
     rest = [f"++{a.lstrip('+')}" if a.lstrip("+").startswith("trust=") else a for a in rest]
-    return [argv[0], "--config-path", str(run / ".hydra"), "--config-name", "config",
-            f"hydra.run.dir={run}", "hydra.output_subdir=null", "hydra.job.name=train", f"++ckpt_path={last}", *rest]
+    return [
+        argv[0],
+        "--config-path",
+        str(run / ".hydra"),
+        "--config-name",
+        "config",
+        f"hydra.run.dir={run}",
+        "hydra.output_subdir=null",
+        "hydra.job.name=train",
+        f"++ckpt_path={last}",
+        *rest,
+    ]
 
 
 def reruns_command_line(trainer: L.Trainer, strategy: object) -> bool:
@@ -71,15 +81,20 @@ def reruns_command_line(trainer: L.Trainer, strategy: object) -> bool:
         return False
     if trainer.strategy.cluster_environment.creates_processes_externally:
         return False
-    start_method = StrategyRegistry[strategy]["init_params"].get("start_method", "popen") \
-        if isinstance(strategy, str) and strategy in StrategyRegistry else "popen"
+    start_method = (
+        StrategyRegistry[strategy]["init_params"].get("start_method", "popen")
+        if isinstance(strategy, str) and strategy in StrategyRegistry
+        else "popen"
+    )
     return start_method == "popen"
 
 
 def check_launch(trainer: L.Trainer, strategy: object) -> None:
     """Refuse DDP that reruns the command line when that command line is a multirun."""
-    if reruns_command_line(trainer, strategy) and HydraConfig.initialized() and (
-        HydraConfig.get().mode == RunMode.MULTIRUN
+    if (
+        reruns_command_line(trainer, strategy)
+        and HydraConfig.initialized()
+        and (HydraConfig.get().mode == RunMode.MULTIRUN)
     ):
         raise ConfigError(
             "trainer.strategy=ddp cannot run inside a multirun: Lightning starts the other processes by "
@@ -104,8 +119,10 @@ def spawned_threshold_reached(trainer: L.Trainer) -> bool:
     """ddp_spawn's processes keep EarlyStopping's reason to themselves, but its metric comes back."""
     for callback in trainer.early_stopping_callbacks:
         value = trainer.callback_metrics.get(callback.monitor)
-        if value is not None and callback.stopping_threshold is not None and callback.monitor_op(
-            value, torch.tensor(callback.stopping_threshold)
+        if (
+            value is not None
+            and callback.stopping_threshold is not None
+            and callback.monitor_op(value, torch.tensor(callback.stopping_threshold))
         ):
             return True
     return False

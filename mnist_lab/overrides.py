@@ -15,11 +15,25 @@ from omegaconf import OmegaConf
 from mnist_lab.errors import UserError
 
 # Hydra's own flags: with these the command line is not a plain list of overrides.
-SKIP_FLAGS = ("--config-path", "-cp", "--config-dir", "-cd", "--info", "-i", "--help", "-h", "--hydra-help",
-              "--shell-completion", "-sc")
+SKIP_FLAGS = (
+    "--config-path",
+    "-cp",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "-i",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--shell-completion",
+    "-sc",
+)
 # Config options that come from Hydra plugins of the `sweeps` extra.
-PLUGIN_OPTIONS = {"hydra/launcher": ("joblib", "submitit_local", "submitit_slurm", "slurm"),
-                  "hydra/sweeper": ("optuna",), "hparams_search": ("optuna",)}
+PLUGIN_OPTIONS = {
+    "hydra/launcher": ("joblib", "submitit_local", "submitit_slurm", "slurm"),
+    "hydra/sweeper": ("optuna",),
+    "hparams_search": ("optuna",),
+}
 
 
 def first_values(overrides: list[str]) -> list[str]:
@@ -71,13 +85,18 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str], command:
                 if match is None:
                     return
                 key = match.group(1)
-                base = compose(config_name, overrides=[o for o in first_values(overrides) if not o.startswith(key)],
-                               return_hydra_config=True)
+                base = compose(
+                    config_name,
+                    overrides=[o for o in first_values(overrides) if not o.startswith(key)],
+                    return_hydra_config=True,
+                )
                 groups = list(base.hydra.runtime.choices) if "." not in key else []  # modle -> model
                 keys = dotted_keys(OmegaConf.to_container(base, resolve=False))
                 hint = suggestion(key, groups) or suggestion(key, keys)
-                raise UserError(f"{key} is not a setting of {command}{hint} "
-                                f"(`{command} --cfg job` lists them; +{key}=... adds a new one)") from err
+                raise UserError(
+                    f"{key} is not a setting of {command}{hint} "
+                    f"(`{command} --cfg job` lists them; +{key}=... adds a new one)"
+                ) from err
     except UserError:
         raise
     except Exception:  # anything else: let Hydra itself compose and report it
@@ -90,8 +109,10 @@ def missing_option(err: MissingConfigException, command: str) -> str:
     group, _, option = missing.rpartition("/")
     options = sorted(getattr(err, "options", None) or [])
     if option in PLUGIN_OPTIONS.get(group, ()) or (group == "hydra/sweeper" and option == "optuna"):
-        return (f"{group}={option} needs the Hydra plugins of the sweeps extra: "
-                f'pip install -e ".[sweeps]" (or pip install "mnist_lab[sweeps]")')
+        return (
+            f"{group}={option} needs the Hydra plugins of the sweeps extra: "
+            f'pip install -e ".[sweeps]" (or pip install "mnist_lab[sweeps]")'
+        )
     if not group:
         return f"{missing}: no such config; {err}"
     listed = ", ".join(options) if options else "none"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -38,8 +38,7 @@ def confusion_matrix(matrix: np.ndarray) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 5.4))
     ax.imshow(np.log1p(matrix), cmap="Blues")
     for (row, col), count in np.ndenumerate(matrix):
-        ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
-                color="white" if row == col else "black")
+        ax.text(col, row, str(count), ha="center", va="center", fontsize=7, color="white" if row == col else "black")
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_xlabel("prediction")

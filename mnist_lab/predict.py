@@ -36,12 +36,19 @@ def predict_test_digits(loaded: LoadedModel, cfg: DictConfig, out_dir: Path) -> 
     accuracy = correct.float().mean().item()
     print(f"accuracy over {len(index)} test images: {accuracy:.4f} ({int(correct.sum())}/{len(index)})")
     titles = [f"{label}/{pred}" for label, pred in zip(labels[index].tolist(), predicted.tolist())]
-    grid = plots.save(plots.digit_grid(pixels[index, 0].numpy(), titles, (~correct).tolist()),
-                      out_dir / "predictions.png")
-    return {"grid": grid, "accuracy": accuracy, "predictions": [
-        {"index": i, "label": label, "prediction": pred, "probability": p}
-        for i, label, pred, p in zip(index.tolist(), labels[index].tolist(), predicted.tolist(), confidence.tolist())
-    ]}
+    grid = plots.save(
+        plots.digit_grid(pixels[index, 0].numpy(), titles, (~correct).tolist()), out_dir / "predictions.png"
+    )
+    return {
+        "grid": grid,
+        "accuracy": accuracy,
+        "predictions": [
+            {"index": i, "label": label, "prediction": pred, "probability": p}
+            for i, label, pred, p in zip(
+                index.tolist(), labels[index].tolist(), predicted.tolist(), confidence.tolist()
+            )
+        ],
+    }
 
 
 def predict_files(loaded: LoadedModel, paths: list[str], out_dir: Path) -> dict:
@@ -61,10 +68,17 @@ def predict_files(loaded: LoadedModel, paths: list[str], out_dir: Path) -> dict:
             top = p.topk(3)
             top3 = ", ".join(f"{d} {v:.3f}" for v, d in zip(top.values.tolist(), top.indices.tolist()))
             print(f"{name}: {top.indices[0].item()}  (top 3: {top3})")
-            results.append({"image": name, "prediction": top.indices[0].item(),
-                            "top3": [[d, v] for v, d in zip(top.values.tolist(), top.indices.tolist())]})
+            results.append(
+                {
+                    "image": name,
+                    "prediction": top.indices[0].item(),
+                    "top3": [[d, v] for v, d in zip(top.values.tolist(), top.indices.tolist())],
+                }
+            )
         titles = [f"{Path(n).name[:12]}: {r['prediction']}" for n, r in zip(names, results)]
-        grid = plots.save(plots.digit_grid(np.stack(digits), titles, [False] * len(digits)), out_dir / "predictions.png")
+        grid = plots.save(
+            plots.digit_grid(np.stack(digits), titles, [False] * len(digits)), out_dir / "predictions.png"
+        )
     else:
         grid = None
     return {"grid": grid, "predictions": results, "failed": failed}
@@ -97,11 +111,14 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict:
         print(f"picture: {result['grid']}")
         if cfg.show:
             show(result["grid"])
-    write_json_atomic(out_dir / "predictions.json", {"checkpoint": str(loaded.path), **{
-        k: str(v) if isinstance(v, Path) else v for k, v in result.items()}})
+    write_json_atomic(
+        out_dir / "predictions.json",
+        {"checkpoint": str(loaded.path), **{k: str(v) if isinstance(v, Path) else v for k, v in result.items()}},
+    )
     if result.get("failed"):
-        raise UserError(f"{len(result['failed'])} of {len(images)} images could not be used: "
-                        + ", ".join(result["failed"]))
+        raise UserError(
+            f"{len(result['failed'])} of {len(images)} images could not be used: " + ", ".join(result["failed"])
+        )
     return result
 
 

@@ -98,8 +98,10 @@ def read_sweep(sweep: Path) -> list[Job]:
     """Every job folder of a sweep, best test accuracy first; failed and cut-off jobs last."""
     folders = sorted(p.parent.parent for p in sweep.glob("*/.hydra/overrides.yaml"))
     if not folders:
-        raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder of a "
-                        "multirun, e.g. outputs/multirun/<date>/<time>, or latest")
+        raise UserError(
+            f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder of a "
+            "multirun, e.g. outputs/multirun/<date>/<time>, or latest"
+        )
     return sorted((read_job(f) for f in folders), key=_rank)
 
 
@@ -107,8 +109,10 @@ def find_latest(outputs: Path = Path("outputs")) -> Path:
     """The newest sweep folder under `outputs/multirun/`."""
     sweeps = [p.parent for p in outputs.glob("multirun/*/*/multirun.yaml")]
     if not sweeps:
-        raise UserError(f"found no sweep under {outputs.resolve() / 'multirun'}; run one with "
-                        "python -m mnist_lab -m model=softmax,mlp,cnn, or give the sweep folder")
+        raise UserError(
+            f"found no sweep under {outputs.resolve() / 'multirun'}; run one with "
+            "python -m mnist_lab -m model=softmax,mlp,cnn, or give the sweep folder"
+        )
     return max(sweeps, key=lambda p: (p / "multirun.yaml").stat().st_mtime)
 
 
@@ -137,7 +141,9 @@ def tables(sweep: Path, jobs: list[Job]) -> tuple[str, str]:
         lines += ["", "Overrides common to every job: `" + " ".join(sorted(common)) + "`"]
     best = _best_params(sweep)
     if best and "best_params" in best:
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["best_params"].items())
+        params = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["best_params"].items()
+        )
         value = _cell("val/acc_best", best.get("best_value"))
         lines += ["", f"Best parameters ({best.get('name', 'search')}): `{params}` with val/acc_best {value}"]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

@@ -83,8 +83,10 @@ def check_new_run_dir(argv: list[str], resumable: bool = False) -> None:
     found = next((marker for marker in RUN_MARKERS if _exists(folder / marker)), None)
     if found is not None:
         back = f", or continue that run with resume={folder}" if resumable else ""
-        raise UserError(f"hydra.run.dir={folder} already holds a run (it has {found}); give a new folder "
-                        f"or leave hydra.run.dir out{back}")
+        raise UserError(
+            f"hydra.run.dir={folder} already holds a run (it has {found}); give a new folder "
+            f"or leave hydra.run.dir out{back}"
+        )
 
 
 def discard_if_unused(folder: str | Path) -> None:

@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +37,10 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 BODY_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "application/octet-stream")
 IMAGE_NAME = "the posted image"
 # The page talks to this server only; the browser enforces it.
-PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-               "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'")
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'"
+)
 
 
 class Prediction(BaseModel):
@@ -118,8 +121,14 @@ def page_html() -> str:
     return resources.files("mnist_lab").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
-def create_app(loaded: LoadedModel, max_bytes: int = 5_000_000, max_pixels: int = 4096 * 4096,
-               decode_threads: int = 2, max_batch: int = 64, batch_wait_ms: float = 1.0) -> FastAPI:
+def create_app(
+    loaded: LoadedModel,
+    max_bytes: int = 5_000_000,
+    max_pixels: int = 4096 * 4096,
+    decode_threads: int = 2,
+    max_batch: int = 64,
+    batch_wait_ms: float = 1.0,
+) -> FastAPI:
     """The web app: GET / (the page), POST /predict, GET /health; every refusal is JSON {"error": ...}."""
     batcher = Batcher(loaded, max_batch, batch_wait_ms / 1000)
     decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") if decode_threads > 0 else None
@@ -135,9 +144,14 @@ def create_app(loaded: LoadedModel, max_bytes: int = 5_000_000, max_pixels: int 
         if decoders is not None:
             decoders.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="mnist_lab", description=f"Handwritten digits read by a {net_name} trained on "
-                  f"{loaded.dataset} ({loaded.path.name}).", version="1", docs_url=None, redoc_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="mnist_lab",
+        description=f"Handwritten digits read by a {net_name} trained on {loaded.dataset} ({loaded.path.name}).",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
 
     def refuse(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         log.warning("refused %s %s: %d %s", request.method, request.url.path, status, message)
@@ -176,19 +190,34 @@ def create_app(loaded: LoadedModel, max_bytes: int = 5_000_000, max_pixels: int 
     async def health_check() -> Response:
         return Response(health, media_type="application/json")
 
-    @app.post("/predict", summary="Read the digit in an image",
-              description="The body is the image file's bytes (PNG, JPEG, BMP, GIF or WebP). The image is "
-                          "prepared like an MNIST digit, exactly as `python -m mnist_lab.predict images=` does; "
-                          "`input` is that 28x28 image, rows of pixels in [0, 1].",
-              responses={200: {"model": Prediction}, 400: {"model": ErrorBody}, 413: {"model": ErrorBody},
-                         415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  kind: {"schema": {"type": "string", "format": "binary"}} for kind in BODY_TYPES}}})
+    @app.post(
+        "/predict",
+        summary="Read the digit in an image",
+        description="The body is the image file's bytes (PNG, JPEG, BMP, GIF or WebP). The image is "
+        "prepared like an MNIST digit, exactly as `python -m mnist_lab.predict images=` does; "
+        "`input` is that 28x28 image, rows of pixels in [0, 1].",
+        responses={
+            200: {"model": Prediction},
+            400: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {kind: {"schema": {"type": "string", "format": "binary"}} for kind in BODY_TYPES},
+            }
+        },
+    )
     async def predict(request: Request) -> Response:
         kind = media_type(request.headers.get("content-type"))
         if not body_type_ok(kind):
-            raise Refused(415, f"Content-Type {kind} is not an image; send the image file's raw bytes as "
-                               "image/png, image/jpeg, ... or application/octet-stream (not a form upload)")
+            raise Refused(
+                415,
+                f"Content-Type {kind} is not an image; send the image file's raw bytes as "
+                "image/png, image/jpeg, ... or application/octet-stream (not a form upload)",
+            )
         data = await read_body(request, max_bytes)
         if not data:
             raise Refused(400, "the request body is empty; send the image file's bytes")
@@ -197,10 +226,14 @@ def create_app(loaded: LoadedModel, max_bytes: int = 5_000_000, max_pixels: int 
         else:
             pixels = await asyncio.get_running_loop().run_in_executor(decoders, prepare, data, max_pixels)
         probs = await batcher.probabilities(pixels)
-        return json_response({"digit": int(probs.argmax()),
-                              "probabilities": np.round(probs.astype(np.float64), 6).tolist(),
-                              "checkpoint": loaded.path.name,
-                              "input": np.round(pixels.astype(np.float64), 3).tolist()})
+        return json_response(
+            {
+                "digit": int(probs.argmax()),
+                "probabilities": np.round(probs.astype(np.float64), 6).tolist(),
+                "checkpoint": loaded.path.name,
+                "input": np.round(pixels.astype(np.float64), 3).tolist(),
+            }
+        )
 
     return app
 
@@ -211,8 +244,10 @@ def listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
         sock = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as err:
-        raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); stop what uses that port or "
-                        "choose another with port=<number> (port=0 picks a free one)") from err
+        raise UserError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); stop what uses that port or "
+            "choose another with port=<number> (port=0 picks a free one)"
+        ) from err
     return sock
 
 
@@ -232,8 +267,13 @@ def serve(cfg: DictConfig, out_dir: Path) -> None:
     torch.set_num_threads(max(1, cfg.threads))
     app = create_app(loaded, cfg.max_bytes, cfg.max_pixels, cfg.decode_threads, cfg.max_batch, cfg.batch_wait_ms)
     sock = listen(cfg.host, cfg.port)
-    log.info("serving %s (%s, trained on %s): open %s", loaded.path, type(loaded.model.net).__name__,
-             loaded.dataset, page_url(sock))
+    log.info(
+        "serving %s (%s, trained on %s): open %s",
+        loaded.path,
+        type(loaded.model.net).__name__,
+        loaded.dataset,
+        page_url(sock),
+    )
     # log_config=None: uvicorn logs through the run's handlers (console and serve.log)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=cfg.access_log, server_header=False))
     try:

@@ -16,8 +16,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
@@ -32,14 +33,19 @@ GPUS_RESOLVER = "mnist_lab.slurm_gpus"
 
 # What sbatch says (lower case) -> the override that fixes it.
 FIXES = (
-    ("generic resource", "that partition has no such GPUs: choose one that has with "
-                         "hydra.launcher.partition={partitions}, or train on CPUs (leave trainer.accelerator=gpu out)"),
+    (
+        "generic resource",
+        "that partition has no such GPUs: choose one that has with "
+        "hydra.launcher.partition={partitions}, or train on CPUs (leave trainer.accelerator=gpu out)",
+    ),
     ("partition", "choose one of this cluster's partitions with hydra.launcher.partition={partitions}"),
-    ("memory", "ask for what a node has with hydra.launcher.mem_gb=<GB per node>, or null for the "
-               "partition's default"),
-    ("node configuration", "ask for what a node has: fewer hydra.launcher.cpus_per_task, fewer "
-                           "trainer.devices (one task each) or hydra.launcher.mem_gb=null "
-                           "(`sinfo -o '%P %c %m %G'` lists each partition's CPUs, memory and GPUs)"),
+    ("memory", "ask for what a node has with hydra.launcher.mem_gb=<GB per node>, or null for the partition's default"),
+    (
+        "node configuration",
+        "ask for what a node has: fewer hydra.launcher.cpus_per_task, fewer "
+        "trainer.devices (one task each) or hydra.launcher.mem_gb=null "
+        "(`sinfo -o '%P %c %m %G'` lists each partition's CPUs, memory and GPUs)",
+    ),
     ("processors", "ask for fewer CPUs with hydra.launcher.cpus_per_task=<n>, or fewer tasks with trainer.devices=<n>"),
     ("account", "name your SLURM account with hydra.launcher.account=<account>"),
     ("qos", "name a QOS you may use with hydra.launcher.qos=<qos>"),
@@ -77,8 +83,9 @@ def partitions() -> str:
 
 def submission_error(sbatch_stderr: str) -> str:
     """One sentence for sbatch's refusal: its own words, then the override that fixes it."""
-    words = "; ".join(line.strip().removeprefix("sbatch: error: ") for line in sbatch_stderr.splitlines()
-                      if line.strip())
+    words = "; ".join(
+        line.strip().removeprefix("sbatch: error: ") for line in sbatch_stderr.splitlines() if line.strip()
+    )
     fix = next((fix for key, fix in FIXES if key in words.lower()), "fix the hydra.launcher.* setting it names")
     if "{partitions}" in fix:
         fix = fix.format(partitions=partitions())
@@ -140,8 +147,9 @@ def prepare_task(config: DictConfig, rank: int) -> None:
         print(f"SLURM restart {restarts()} of this job: resuming {folder} from {checkpoint.name}", flush=True)
 
 
-def run_task(launcher: Any, sweep_overrides: list[str], job_dir_key: str, job_num: int,
-             singleton_state: dict[type, Singleton]) -> JobReturn:
+def run_task(
+    launcher: Any, sweep_overrides: list[str], job_dir_key: str, job_num: int, singleton_state: dict[type, Singleton]
+) -> JobReturn:
     """One SLURM task of one job of the sweep, on the cluster: the plugin's job, plus prepare_task."""
     import submitit
 
@@ -152,8 +160,13 @@ def run_task(launcher: Any, sweep_overrides: list[str], job_dir_key: str, job_nu
         config.hydra.job.id = submitit.JobEnvironment().job_id
         config.hydra.job.num = job_num
     prepare_task(config, int(os.environ.get("SLURM_PROCID") or 0))
-    return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=config,
-                   job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
+    return run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=launcher.task_function,
+        config=config,
+        job_dir_key=job_dir_key,
+        job_subdir_key="hydra.sweep.subdir",
+    )
 
 
 def executor(params: dict[str, Any]) -> Any:
@@ -182,8 +195,10 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     folder.mkdir(parents=True, exist_ok=True)
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         drop_if_nothing_ran(folder)
-        refuse("hydra/launcher=slurm needs SLURM's sbatch and srun, which are not on this machine's PATH; "
-               "run the sweep on the cluster (a login node), or run its jobs here with hydra/launcher=submitit_local")
+        refuse(
+            "hydra/launcher=slurm needs SLURM's sbatch and srun, which are not on this machine's PATH; "
+            "run the sweep on the cluster (a login node), or run its jobs here with hydra/launcher=submitit_local"
+        )
     if "mode" in sweep:
         os.chmod(folder, mode=int(str(sweep.mode), 8))
     log.info(f"Submitit 'slurm' sweep output dir : {folder}")
@@ -218,8 +233,9 @@ def result_of(job: Any, overrides: Sequence[str]) -> JobReturn:
     try:
         return job.results()[0]
     except UncompletedJobError:
-        lost = JobLost(f"SLURM job {job.job_id} ended without a result (state {job.state}); "
-                       f"its log is {job.paths.stderr}")
+        lost = JobLost(
+            f"SLURM job {job.job_id} ended without a result (state {job.state}); its log is {job.paths.stderr}"
+        )
         return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=lost)
 
 
@@ -229,8 +245,14 @@ def keeps_accounting() -> bool:
         config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return True  # cannot tell: leave submitit as it is
-    storage = next((line.split("=", 1)[1].strip() for line in config.splitlines()
-                    if line.split("=", 1)[0].strip() == "AccountingStorageType"), "")
+    storage = next(
+        (
+            line.split("=", 1)[1].strip()
+            for line in config.splitlines()
+            if line.split("=", 1)[0].strip() == "AccountingStorageType"
+        ),
+        "",
+    )
     return storage not in ("", "(null)", "accounting_storage/none")
 
 

@@ -90,7 +90,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:  # one metrics.json per run, however many processes trained it
         write_json_atomic(output_dir / "metrics.json", metrics)
         log_results(loggers, cfg, {**metrics, "global_step": trainer.global_step})
-    log.info("metrics: %s", {k: metrics[k] for k in ("epochs_run", "stop_reason", "val/acc_best", "test/acc") if k in metrics})
+    log.info(
+        "metrics: %s",
+        {k: metrics[k] for k in ("epochs_run", "stop_reason", "val/acc_best", "test/acc") if k in metrics},
+    )
     log.info("run folder: %s", output_dir)
     return metrics
 

@@ -8,7 +8,8 @@ adds more with `trust=[...]` (an exact name, or a prefix ending in a dot, e.g. `
 
 from __future__ import annotations
 
-from typing import Any, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 from hydra.utils import get_object  # how instantiate itself finds a _target_
 from omegaconf import grammar_parser
@@ -36,8 +37,9 @@ RUN_TARGETS = (
     "torchvision.datasets.",
 )
 # Resolvers a saved run config may call: they read values, none of them builds config nodes.
-RUN_RESOLVERS = frozenset({"oc.env", "oc.select", "oc.dict.keys", "oc.dict.values", "now", "hydra",
-                           "mnist_lab.fast_precision"})
+RUN_RESOLVERS = frozenset(
+    {"oc.env", "oc.select", "oc.dict.keys", "oc.dict.values", "now", "hydra", "mnist_lab.fast_precision"}
+)
 
 
 class TrustError(UserError):
@@ -89,13 +91,20 @@ def normalise(trust: str | Sequence[str] | None) -> list[str]:
     entries = [trust] if isinstance(trust, str) else list(trust)
     for entry in entries:
         if not isinstance(entry, str) or not entry.strip(". "):
-            raise TrustError(f"trust={trust!r} must list dotted names or prefixes; "
-                             "write e.g. trust=[my_pkg.nets.MyNet,other_pkg.]")
+            raise TrustError(
+                f"trust={trust!r} must list dotted names or prefixes; write e.g. trust=[my_pkg.nets.MyNet,other_pkg.]"
+            )
     return entries
 
 
-def check_targets(config: Any, trusted_extra: str | Sequence[str] | None = (), *, source: str = "the checkpoint",
-                  trusted: Sequence[str] = MODEL_TARGETS, resolvers: Collection[str] = ()) -> None:
+def check_targets(
+    config: Any,
+    trusted_extra: str | Sequence[str] | None = (),
+    *,
+    source: str = "the checkpoint",
+    trusted: Sequence[str] = MODEL_TARGETS,
+    resolvers: Collection[str] = (),
+) -> None:
     """Refuse `config` (nested dicts and lists) if it names a `_target_` that is neither in `trusted`
     nor in `trusted_extra`, or calls an OmegaConf resolver outside `resolvers`; call nothing it names."""
     extra = normalise(trusted_extra)
@@ -107,13 +116,17 @@ def check_targets(config: Any, trusted_extra: str | Sequence[str] | None = (), *
                 called = []  # OmegaConf would refuse to resolve it too
             unsafe = [name for name in called if name not in resolvers]
             if unsafe:
-                raise TrustError(f"{source}: {where} calls the resolver {unsafe[0]!r}, which mnist_lab does not "
-                                 "resolve in a file it did not write; remove that value from the file")
+                raise TrustError(
+                    f"{source}: {where} calls the resolver {unsafe[0]!r}, which mnist_lab does not "
+                    "resolve in a file it did not write; remove that value from the file"
+                )
         if key != "_target_":
             continue
         if not isinstance(value, str) or "${" in value:
-            raise TrustError(f"{source}: {where} is {value!r}, not the plain name of a class or function; "
-                             "remove that value from the file")
+            raise TrustError(
+                f"{source}: {where} is {value!r}, not the plain name of a class or function; "
+                "remove that value from the file"
+            )
         allowed = (*trusted, *extra)
         defined = None
         if _matches(value, allowed):  # only then is it looked up: importing a module can run code
@@ -123,8 +136,10 @@ def check_targets(config: Any, trusted_extra: str | Sequence[str] | None = (), *
             if defined is not None and _matches(defined, allowed):
                 continue
         actually = f" (which is {defined})" if defined and defined != value else ""
-        raise TrustError(f"{source}: {where} names {value}{actually}, which mnist_lab will not run from a file "
-                         f"unless you trust it; to trust it, add trust=[{value}]")
+        raise TrustError(
+            f"{source}: {where} names {value}{actually}, which mnist_lab will not run from a file "
+            f"unless you trust it; to trust it, add trust=[{value}]"
+        )
 
 
 def trust_from_argv(argv: list[str]) -> list[str]:
@@ -138,6 +153,7 @@ def trust_from_argv(argv: list[str]) -> list[str]:
     try:
         value = OverridesParser.create().parse_overrides([chosen[-1].lstrip("+")])[0].value()
     except OverrideParseException as err:
-        raise TrustError(f"{chosen[-1]} is not a list of names; "
-                         "write e.g. trust=[my_pkg.nets.MyNet,other_pkg.]") from err
+        raise TrustError(
+            f"{chosen[-1]} is not a list of names; write e.g. trust=[my_pkg.nets.MyNet,other_pkg.]"
+        ) from err
     return normalise(value)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,7 +15,6 @@ from omegaconf import DictConfig
 
 from mnist_lab.cli import config_dir
 from mnist_lab.train import train
-
 
 # Quiet, fast runs: no progress bar, no model summary.
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
@@ -37,12 +37,17 @@ def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
     return train(compose_train(output_dir, *overrides))
 
 
-def run_cli(*args: str, module: str = "mnist_lab", cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, module: str = "mnist_lab", cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m mnist_lab ...` (or another entry point) in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=600,
     )
 
 

@@ -19,6 +19,9 @@ class Probe(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         weights = torch.cat([p.detach().flatten() for p in pl_module.parameters()])
-        record = {"weights": weights.double().sum().item(), "weights_abs": weights.double().abs().sum().item(),
-                  "labels": self.labels}
+        record = {
+            "weights": weights.double().sum().item(),
+            "weights_abs": weights.double().abs().sum().item(),
+            "labels": self.labels,
+        }
         (self.folder / f"probe_rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -10,7 +10,9 @@ import torch
 
 
 def grad_norm(module: torch.nn.Module) -> float:
-    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None])).item()
+    return torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None])
+    ).item()
 
 
 def grad_max(module: torch.nn.Module) -> float:
@@ -24,11 +26,21 @@ class Recorder(L.Callback):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.calls: Counter[str] = Counter()
-        self.record: dict[str, Any] = {"first_labels": [], "train_batch_sizes": [], "val_batches": 0,
-                                       "grad_norm_before": [], "grad_max_before": [], "grad_norm_after": [],
-                                       "grad_max_after": [], "first_pixels": [], "global_steps": []}
+        self.record: dict[str, Any] = {
+            "first_labels": [],
+            "train_batch_sizes": [],
+            "val_batches": 0,
+            "grad_norm_before": [],
+            "grad_max_before": [],
+            "grad_norm_after": [],
+            "grad_max_after": [],
+            "first_pixels": [],
+            "global_steps": [],
+        }
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self.calls["train_batch"] += 1
         self.record["train_batch_sizes"].append(len(batch[1]))
         if batch_idx == 0:

@@ -16,9 +16,22 @@ import time_to_accuracy  # noqa: E402
 
 def test_time_to_accuracy_clocks_training_until_the_test_accuracy_reaches_the_target(tmp_path):
     out = tmp_path / "result.json"
-    summary = time_to_accuracy.main(["--preset", "fast_cpu", "--seeds", "1", "--target", "0.8", "--out", str(out),
-                                     "trainer.max_epochs=3", "trainer.limit_train_batches=15",
-                                     "trainer.limit_val_batches=1", "test=false"])
+    summary = time_to_accuracy.main(
+        [
+            "--preset",
+            "fast_cpu",
+            "--seeds",
+            "1",
+            "--target",
+            "0.8",
+            "--out",
+            str(out),
+            "trainer.max_epochs=3",
+            "trainer.limit_train_batches=15",
+            "trainer.limit_val_batches=1",
+            "test=false",
+        ]
+    )
     points = summary["points"]["1"]
     assert len(points) == 3  # one (training seconds, test accuracy) point per epoch end
     seconds = [s for s, _ in points]

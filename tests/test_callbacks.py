@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from conftest import fit
 from mnist_lab.callbacks import tutorial_line
+
+from conftest import fit
 
 
 def test_tutorial_line_has_the_tutorials_format():
@@ -17,8 +18,13 @@ def test_tutorial_line_has_the_tutorials_format():
 def test_tutorial_mlp_starts_like_the_published_curve(tmp_path, caplog):
     """Published: epoch 1 cost 5.25 accuracy 0.30; the replay starts as low and climbs."""
     with caplog.at_level(logging.INFO, logger="mnist_lab.callbacks"):
-        metrics = fit(tmp_path, "experiment=tutorial_mlp", "trainer.max_epochs=5", "test=false",
-                      "callbacks.tutorial_log.every_n_epochs=1")
+        metrics = fit(
+            tmp_path,
+            "experiment=tutorial_mlp",
+            "trainer.max_epochs=5",
+            "test=false",
+            "callbacks.tutorial_log.every_n_epochs=1",
+        )
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch:")]
     assert [line[:11] for line in lines] == [f"Epoch: {e:04d}" for e in range(1, 6)]
     values = [tuple(map(float, re.findall(r"= ([\d.]+)", line))) for line in lines]

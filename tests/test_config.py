@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from conftest import run_cli
 from mnist_lab.classifier import Classifier
 from mnist_lab.nets import CNN, MLP, SoftmaxRegression
 from mnist_lab.train import instantiate_all
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,13 +53,29 @@ def test_stop_rule_can_be_switched_off_leaving_the_checkpoints(compose_cfg):
 def test_unknown_model_fails_with_one_line_listing_the_options():
     result = run_cli("model=resnet")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: model=resnet is not an option of python -m mnist_lab (options: cnn, mlp, softmax)"
+    assert (
+        result.stderr.strip()
+        == "error: model=resnet is not an option of python -m mnist_lab (options: cnn, mlp, softmax)"
+    )
 
 
 def test_the_wheel_ships_configs_and_mnist_and_trains_offline_from_any_folder(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
-        check=True, capture_output=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
     )
     wheel = next(tmp_path.glob("mnist_lab-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -67,20 +84,36 @@ def test_the_wheel_ships_configs_and_mnist_and_trains_offline_from_any_folder(tm
     assert shipped == in_checkout
     assert {n for n in names if n.endswith(".gz")} == {
         f"mnist_lab/packaged/MNIST/{split}-{kind}-idx{d}-ubyte.gz"
-        for split in ("train", "t10k") for kind, d in (("images", 3), ("labels", 1))}
+        for split in ("train", "t10k")
+        for kind, d in (("images", 3), ("labels", 1))
+    }
     assert "mnist_lab/static/index.html" in names  # the serve page
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mnist-lab = mnist_lab.train:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     site = tmp_path / "site"  # a non-editable install, imported from another working folder
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = subprocess.run([sys.executable, "-m", "mnist_lab", "model=softmax", "trainer.max_epochs=1",
-                             "trainer.limit_train_batches=100", "trainer.enable_progress_bar=false"],
-                            cwd=elsewhere, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(site), "PATH": "", "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_lab",
+            "model=softmax",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=100",
+            "trainer.enable_progress_bar=false",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "", "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"reading the copy packaged with mnist_lab ({site / 'mnist_lab' / 'packaged' / 'MNIST'})" in result.stdout
     (metrics,) = elsewhere.glob("outputs/*/*/metrics.json")
@@ -104,9 +137,11 @@ def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
 
 @pytest.mark.parametrize(
     ("preset", "net", "optimizer", "lr", "init"),
-    [("tutorial_softmax", "SoftmaxRegression", "SGD", 0.01, "tutorial"),
-     ("tutorial_mlp", "MLP", "SGD", 0.01, "tutorial"),
-     ("tutorial_cnn", "CNN", "Adam", 0.001, "tutorial")],
+    [
+        ("tutorial_softmax", "SoftmaxRegression", "SGD", 0.01, "tutorial"),
+        ("tutorial_mlp", "MLP", "SGD", 0.01, "tutorial"),
+        ("tutorial_cnn", "CNN", "Adam", 0.001, "tutorial"),
+    ],
 )
 def test_tutorial_presets_pin_what_the_tutorial_fixes(compose_cfg, preset, net, optimizer, lr, init):
     cfg = compose_cfg(f"experiment={preset}")
@@ -126,9 +161,7 @@ def test_tutorial_presets_pin_what_the_tutorial_fixes(compose_cfg, preset, net, 
 @pytest.mark.parametrize("model", ["softmax", "mlp", "cnn"])
 def test_best_presets_keep_the_tutorials_layers_and_train_a_fixed_schedule(compose_cfg, model):
     best, tutorial = compose_cfg(f"experiment=best_{model}"), compose_cfg(f"experiment=tutorial_{model}")
-    shapes = [
-        [tuple(p.shape) for p in Classifier(**cfg.module).net.parameters()] for cfg in (best, tutorial)
-    ]
+    shapes = [[tuple(p.shape) for p in Classifier(**cfg.module).net.parameters()] for cfg in (best, tutorial)]
     assert shapes[0] == shapes[1]  # same layer sizes; only training and regularisation differ
     assert best.callbacks.accuracy_stop is None and best.scheduler.T_max == best.trainer.max_epochs
     assert best.trainer.max_epochs <= 30

@@ -14,10 +14,11 @@ from hydra.utils import instantiate
 from torch.utils.data import TensorDataset
 from torchvision.datasets import FashionMNIST
 
-from conftest import QUIET, run_cli
 from mnist_lab.data import IndexBatches, MNISTDataModule, TensorBatches
 from mnist_lab.datasets import PACKAGED
 from mnist_lab.errors import DataNotFoundError
+
+from conftest import QUIET, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_GZ = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -81,9 +82,17 @@ def test_normalize_flag_measures_the_training_split_and_leaves_the_pixels_in_0_1
 def test_a_fresh_machine_trains_from_the_packaged_copy_offline(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("model=softmax", "trainer.max_epochs=1", "trainer.limit_train_batches=200", *QUIET,
-                     f"data.root={empty}", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}",
-                     cwd=tmp_path, env=NO_DATA_DIR)
+    result = run_cli(
+        "model=softmax",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=200",
+        *QUIET,
+        f"data.root={empty}",
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        env=NO_DATA_DIR,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"MNIST: reading the copy packaged with mnist_lab ({PACKAGED / 'MNIST'})" in result.stdout
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/acc"] > 0.8  # it learned
@@ -110,8 +119,13 @@ def test_a_damaged_packaged_copy_is_one_error_line_naming_the_file(tmp_path, dam
     other = bytearray(gzip.decompress(good))
     other[-1] = (other[-1] + 1) % 10  # one label changed: a well-formed file with other contents
     bad.write_bytes(good[: len(good) // 2] if damage == "truncated gz" else gzip.compress(bytes(other)))
-    result = run_cli("model=softmax", *QUIET, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
-                     env={**NO_DATA_DIR, "PYTHONPATH": str(copy)})
+    result = run_cli(
+        "model=softmax",
+        *QUIET,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        env={**NO_DATA_DIR, "PYTHONPATH": str(copy)},
+    )
     assert result.returncode == 1
     output = result.stdout + result.stderr
     errors = [line for line in output.splitlines() if "[ERROR]" in line]
@@ -136,8 +150,12 @@ def test_missing_data_that_cannot_be_downloaded_says_so_and_leaves_no_folders(tm
 
 
 def test_missing_data_on_the_command_line_is_one_error_line_and_exit_code_1(tmp_path):
-    result = run_cli("data=fashion_mnist", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
-                     f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(
+        "data=fashion_mnist",
+        f"data.root={tmp_path / 'nowhere'}",
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1 and "nowhere/FashionMNIST/raw" in errors[0] and "data.root=" in errors[0]
@@ -156,7 +174,9 @@ def test_fashion_mnist_reads_a_folder_of_debian_style_gz_files(tmp_path, compose
     dm = instantiate(compose_cfg("data=fashion_mnist", f"data.root={tmp_path}", "data.download=false").data)
     dm.setup()
     assert (len(dm.data_train), len(dm.data_val), len(dm.data_test)) == (55_000, 5_000, 10_000)
-    assert torch.equal(dm.data_test.tensors[1], torch.from_numpy(read_idx(FASHION_GZ / "t10k-labels-idx1-ubyte.gz")).long())
+    assert torch.equal(
+        dm.data_test.tensors[1], torch.from_numpy(read_idx(FASHION_GZ / "t10k-labels-idx1-ubyte.gz")).long()
+    )
 
 
 def test_index_batches_are_a_seeded_permutation_per_epoch_cut_into_mini_batches():
@@ -176,7 +196,9 @@ def test_tensor_batches_yield_exactly_the_reference_indexing_of_the_dataset():
     sampler = IndexBatches(230, batch_size=20, shuffle=True, seed=11)
     order = torch.randperm(230, generator=torch.Generator().manual_seed(11))
     got = list(TensorBatches(data, sampler))
-    assert torch.equal(torch.cat([bx for bx, _ in got]), x[order]) and torch.equal(torch.cat([by for _, by in got]), y[order])
+    assert torch.equal(torch.cat([bx for bx, _ in got]), x[order]) and torch.equal(
+        torch.cat([by for _, by in got]), y[order]
+    )
     assert got[0][0].shape == (20, 1, 28, 28)
     eval_batches = list(TensorBatches(data, IndexBatches(230, batch_size=100, shuffle=False)))
     assert [len(b) for b, _ in eval_batches] == [100, 100, 30] and torch.equal(eval_batches[2][1], y[200:])

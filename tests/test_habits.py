@@ -14,8 +14,9 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import QUIET, run_cli
 from mnist_lab.data import MNISTDataModule
+
+from conftest import QUIET, run_cli
 
 SMALL = ["trainer.accelerator=cpu", "model=softmax", *QUIET]
 
@@ -41,8 +42,9 @@ def seven(tmp_path_factory) -> Path:
 
 def test_predict_takes_one_image_path_without_brackets(mlp_run, seven, tmp_path):
     run_dir, _ = mlp_run
-    result = run_cli(f"ckpt_path={run_dir}", f"images={seven}", f"hydra.run.dir={tmp_path / 'p'}",
-                     module="mnist_lab.predict")
+    result = run_cli(
+        f"ckpt_path={run_dir}", f"images={seven}", f"hydra.run.dir={tmp_path / 'p'}", module="mnist_lab.predict"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{seven}: 7" in result.stdout
     assert json.loads((tmp_path / "p" / "predictions.json").read_text())["predictions"][0]["image"] == str(seven)
@@ -51,8 +53,13 @@ def test_predict_takes_one_image_path_without_brackets(mlp_run, seven, tmp_path)
 def test_onnx_export_is_one_file_that_runs_alone(mlp_run, tmp_path):
     run_dir, metrics = mlp_run
     out = tmp_path / "export" / "model.onnx"
-    result = run_cli(f"ckpt_path={run_dir}", "format=onnx", f"out={out}", f"hydra.run.dir={tmp_path / 'e'}",
-                     module="mnist_lab.export")
+    result = run_cli(
+        f"ckpt_path={run_dir}",
+        "format=onnx",
+        f"out={out}",
+        f"hydra.run.dir={tmp_path / 'e'}",
+        module="mnist_lab.export",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no model.onnx.data beside it
     alone = tmp_path / "elsewhere" / "model.onnx"
@@ -67,8 +74,13 @@ def test_onnx_export_is_one_file_that_runs_alone(mlp_run, tmp_path):
 
 
 def test_tensorboard_hparams_tab_holds_the_config_with_its_results(tmp_path):
-    result = run_cli(*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=30", "optimizer.lr=0.002",
-                     f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        *SMALL,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=30",
+        "optimizer.lr=0.002",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     events = EventAccumulator(str(tmp_path))
     events.Reload()
@@ -99,8 +111,9 @@ def test_a_missing_plugin_names_the_extra(tmp_path):
     assert 'needs the Hydra plugins of the sweeps extra: pip install -e ".[sweeps]"' in one_error_line(result)
 
 
-@pytest.mark.parametrize("module", ["mnist_lab", "mnist_lab.predict", "mnist_lab.evaluate", "mnist_lab.export",
-                                    "mnist_lab.serve"])
+@pytest.mark.parametrize(
+    "module", ["mnist_lab", "mnist_lab.predict", "mnist_lab.evaluate", "mnist_lab.export", "mnist_lab.serve"]
+)
 def test_help_says_what_each_command_does_with_its_own_options_and_two_examples(module):
     result = run_cli("--help", module=module)
     assert result.returncode == 0
@@ -122,8 +135,13 @@ def test_console_scripts_match_the_modules():
 
 
 def test_runs_log_no_weights_only_warning_and_csv_logs_beside_tensorboard(tmp_path):
-    result = run_cli(*SMALL, "trainer.max_epochs=2", "trainer.limit_train_batches=10", "logger=[tensorboard,csv]",
-                     f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        *SMALL,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=10",
+        "logger=[tensorboard,csv]",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "`weights_only` was not set" not in result.stdout + result.stderr
     rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
@@ -135,8 +153,15 @@ def test_runs_log_no_weights_only_warning_and_csv_logs_beside_tensorboard(tmp_pa
 
 def test_mlflow_keeps_every_run_in_a_local_sqlite_store(tmp_path):
     for seed in (1, 2):
-        result = run_cli(*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=10", "logger=mlflow",
-                         f"seed={seed}", f"hydra.run.dir={tmp_path / str(seed)}", cwd=tmp_path)
+        result = run_cli(
+            *SMALL,
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=10",
+            "logger=mlflow",
+            f"seed={seed}",
+            f"hydra.run.dir={tmp_path / str(seed)}",
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     import mlflow
 
@@ -161,15 +186,23 @@ def test_debug_limit_runs_three_short_epochs(tmp_path):
 
 
 def test_debug_overfit_learns_its_few_batches_by_heart(tmp_path):
-    result = run_cli("trainer.accelerator=cpu", "model=mlp", "model.activation=relu", *QUIET, "debug=overfit",
-                     "test=false", f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "trainer.accelerator=cpu",
+        "model=mlp",
+        "model.activation=relu",
+        *QUIET,
+        "debug=overfit",
+        "test=false",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "metrics.json").read_text())["train/acc"] > 0.99
 
 
 def test_debug_profiler_writes_where_the_time_went(tmp_path):
-    result = run_cli(*SMALL, "debug=profiler", "trainer.limit_train_batches=10", "test=false",
-                     f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        *SMALL, "debug=profiler", "trainer.limit_train_batches=10", "test=false", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "fit-profile.txt").read_text()
     assert "run_training_epoch" in report and "run_training_batch" in report
@@ -193,7 +226,9 @@ def test_resume_latest_continues_the_newest_run(tmp_path):
 
 
 def test_a_command_that_fails_before_training_leaves_no_folder(tmp_path):
-    for args in (["trainer.max_epochs=0"], ["data=fashion_mnist", f"data.root={tmp_path / 'none'}",
-                                             "data.download=false"]):
+    for args in (
+        ["trainer.max_epochs=0"],
+        ["data=fashion_mnist", f"data.root={tmp_path / 'none'}", "data.download=false"],
+    ):
         assert run_cli(*args, cwd=tmp_path).returncode == 1
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "none").exists()

@@ -11,8 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import QUIET as QUIET_CLI
-from conftest import compose_config, run_cli
 from mnist_lab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint
 from mnist_lab.classifier import Classifier
 from mnist_lab.data import MNISTDataModule
@@ -21,6 +19,8 @@ from mnist_lab.export import export
 from mnist_lab.images import ImageError, load_digit
 from mnist_lab.predict import predict
 
+from conftest import QUIET as QUIET_CLI
+from conftest import compose_config, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,7 @@ def test_rendered_test_digits_are_read_back_about_as_well_as_the_test_set(cnn_ru
     x, y = test_set
     sample = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:60]
     paths = [str(render_digit(x[i], tmp_path / f"digit_{i}.png")) for i in sample.tolist()]
-    result = predict(compose_config("predict", f"ckpt_path={run_dir}", f"images=[{','.join(paths)}]"),
-                     tmp_path / "out")
+    result = predict(compose_config("predict", f"ckpt_path={run_dir}", f"images=[{','.join(paths)}]"), tmp_path / "out")
     predicted = torch.tensor([p["prediction"] for p in result["predictions"]])
     assert len(predicted) == 60 and not result["failed"]
     assert (predicted == y[sample]).float().mean().item() >= metrics["test/acc"] - 0.1
@@ -124,8 +123,9 @@ def test_export_writes_a_model_that_runs_without_mnist_lab(cnn_run, test_set, tm
 def test_export_never_overwrites_an_existing_file(cnn_run, tmp_path):
     target = tmp_path / "model.pt"
     target.write_text("keep me")
-    result = run_cli_module("export", f"ckpt_path={cnn_run[0]}", "format=torchscript", f"out={target}",
-                            f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli_module(
+        "export", f"ckpt_path={cnn_run[0]}", "format=torchscript", f"out={target}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert result.returncode == 1 and "already exists" in result.stdout + result.stderr
     assert target.read_text() == "keep me"
 
@@ -142,8 +142,9 @@ def one_error_line(result) -> str:
 
 
 def test_missing_checkpoint_is_one_clear_error(tmp_path):
-    error = one_error_line(run_cli_module("predict", f"ckpt_path={tmp_path / 'nope.ckpt'}",
-                                          f"hydra.run.dir={tmp_path / 'run'}"))
+    error = one_error_line(
+        run_cli_module("predict", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    )
     assert "nope.ckpt does not exist" in error
 
 
@@ -170,8 +171,12 @@ def test_bad_images_are_named_while_good_ones_are_still_predicted(cnn_run, test_
     blank = tmp_path / "blank.png"
     Image.new("L", (100, 100), 255).save(blank)
     missing = tmp_path / "missing.png"
-    result = run_cli_module("predict", f"ckpt_path={cnn_run[0]}", f"images=[{good},{text_file},{blank},{missing}]",
-                            f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli_module(
+        "predict",
+        f"ckpt_path={cnn_run[0]}",
+        f"images=[{good},{text_file},{blank},{missing}]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     errors = one_error_line(result)
     assert f"{good}: " in result.stdout and "top 3" in result.stdout
     assert "notes.png: not an image" in errors and "blank.png: no digit found" in errors
@@ -188,8 +193,15 @@ def test_image_errors_name_the_file(tmp_path):
 def test_a_normalised_run_is_scaled_inside_the_model_for_every_consumer(tmp_path):
     """data.normalize=true: predict, evaluate, export and Python all feed pixels in [0, 1] and agree."""
     run = tmp_path / "run"
-    trained = run_cli("trainer.accelerator=cpu", "model=mlp", "data.normalize=true", "trainer.max_epochs=1",
-                      "trainer.limit_train_batches=100", *QUIET_CLI, f"hydra.run.dir={run}")
+    trained = run_cli(
+        "trainer.accelerator=cpu",
+        "model=mlp",
+        "data.normalize=true",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=100",
+        *QUIET_CLI,
+        f"hydra.run.dir={run}",
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     test_acc = json.loads((run / "metrics.json").read_text())["test/acc"]
     model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
@@ -204,8 +216,13 @@ def test_a_normalised_run_is_scaled_inside_the_model_for_every_consumer(tmp_path
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     report = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert report["test/acc"] == pytest.approx(test_acc, abs=1e-6)
-    exported = run_cli(f"ckpt_path={run}", "format=torchscript", f"out={tmp_path / 'm.pt'}",
-                       f"hydra.run.dir={tmp_path / 'x'}", module="mnist_lab.export")
+    exported = run_cli(
+        f"ckpt_path={run}",
+        "format=torchscript",
+        f"out={tmp_path / 'm.pt'}",
+        f"hydra.run.dir={tmp_path / 'x'}",
+        module="mnist_lab.export",
+    )
     assert exported.returncode == 0, exported.stderr[-2000:]
     scripted = torch.jit.load(str(tmp_path / "m.pt"))
     with torch.no_grad():

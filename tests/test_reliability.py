@@ -18,31 +18,53 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUIET, run_cli
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import DataCorruptError
 from mnist_lab.run_dir import RESOLVER
+
+from conftest import QUIET, run_cli
 
 TESTS = Path(__file__).resolve().parent
 HOOKED = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # for hooked_run
 
 # A CNN (so dropout draws random numbers) on 3 steps of 10 batches per epoch, quick to validate.
-SMALL_CNN = ["model=cnn", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false",
-             "callbacks.accuracy_stop=null", "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
-             "trainer.num_sanity_val_steps=0"]
+SMALL_CNN = [
+    "model=cnn",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "callbacks.accuracy_stop=null",
+    "trainer.max_epochs=3",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+]
 # The smallest real run: softmax regression, one step per epoch, no test, no TensorBoard.
-TINY = ["model=softmax", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false",
-        "logger=none", "callbacks.accuracy_stop=null", *QUIET]
+TINY = [
+    "model=softmax",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "logger=none",
+    "callbacks.accuracy_stop=null",
+    *QUIET,
+]
 
 
 class Child:
     """A `python -m <module>` process in its own process group, its output read line by line."""
 
-    def __init__(self, args: list[str], module: str = "mnist_lab", env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, cwd=cwd, env={**os.environ, **(env or {})},
-                                     start_new_session=True)
+    def __init__(
+        self, args: list[str], module: str = "mnist_lab", env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -116,8 +138,11 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, signum, children):
-    whole = subprocess.run([sys.executable, "-m", "mnist_lab", *SMALL_CNN, f"hydra.run.dir={tmp_path / 'whole'}"],
-                           capture_output=True, text=True)
+    whole = subprocess.run(
+        [sys.executable, "-m", "mnist_lab", *SMALL_CNN, f"hydra.run.dir={tmp_path / 'whole'}"],
+        capture_output=True,
+        text=True,
+    )
     assert whole.returncode == 0, whole.stdout[-2000:]
 
     run = tmp_path / "cut"
@@ -133,8 +158,9 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", run))
     assert comparable(a) == comparable(b) and b["stop_reason"] == "max_epochs"
-    weights = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-               for d in (tmp_path / "whole", run)]
+    weights = [
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for d in (tmp_path / "whole", run)
+    ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
     curves = []
@@ -149,9 +175,15 @@ def test_a_second_ctrl_c_exits_at_once_when_the_first_would_take_long(tmp_path, 
     # Every step after the first takes a minute (tests/hooked_run.py), so the first Ctrl-C, which
     # waits for the step to end, cannot stop the run for a minute; only the second can.
     run, marker = tmp_path / "run", tmp_path / "slow_step_started"
-    child = children(*TINY, "trainer.max_epochs=5", "trainer.limit_train_batches=3",
-                     "+callbacks.slow._target_=hooked_run.SlowStep", f"+callbacks.slow.marker={marker}",
-                     f"hydra.run.dir={run}", env=HOOKED)
+    child = children(
+        *TINY,
+        "trainer.max_epochs=5",
+        "trainer.limit_train_batches=3",
+        "+callbacks.slow._target_=hooked_run.SlowStep",
+        f"+callbacks.slow.marker={marker}",
+        f"hydra.run.dir={run}",
+        env=HOOKED,
+    )
     wait_for(marker.exists, alive=child)
     child.proc.send_signal(signal.SIGINT)
     child.wait_for_line("SIGINT received: stopping after this training step", timeout=10)
@@ -170,17 +202,24 @@ def ckpt_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.ckpt")]
 
 
-@pytest.mark.parametrize(("file", "skip"), [
-    pytest.param("last.ckpt", 1, id="while-overwriting-last.ckpt"),
-    pytest.param("metrics.json", 0, id="while-writing-metrics.json"),
-])
+@pytest.mark.parametrize(
+    ("file", "skip"),
+    [
+        pytest.param("last.ckpt", 1, id="while-overwriting-last.ckpt"),
+        pytest.param("metrics.json", 0, id="while-writing-metrics.json"),
+    ],
+)
 def test_sigkill_inside_a_write_never_leaves_a_broken_checkpoint_or_metrics_file(tmp_path, children, file, skip):
     # tests/hooked_run.py stops the chosen write halfway (its first half on disk) for a minute:
     # the kill lands inside it every time. last.ckpt is killed while replacing the first epoch's.
     run, marker = tmp_path / "run", tmp_path / "writing"
-    child = children(*TINY, "trainer.max_epochs=2", f"hydra.run.dir={run}", module="hooked_run",
-                     env={**HOOKED, "HOOK_SLOW_WRITE": file, "HOOK_SLOW_WRITE_SKIP": str(skip),
-                          "HOOK_MARKER": str(marker)})
+    child = children(
+        *TINY,
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run}",
+        module="hooked_run",
+        env={**HOOKED, "HOOK_SLOW_WRITE": file, "HOOK_SLOW_WRITE_SKIP": str(skip), "HOOK_MARKER": str(marker)},
+    )
     wait_for(marker.exists, alive=child)
     assert Path(marker.read_text()).parent in (run, run / "checkpoints")  # mnist_lab's own write, half done
     child.kill()
@@ -197,8 +236,14 @@ def test_sigkill_inside_a_write_never_leaves_a_broken_checkpoint_or_metrics_file
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(tmp_path):
-    result = run_cli("model=softmax", "optimizer=sgd", "optimizer.lr=1e37", "trainer.max_epochs=3",
-                     "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "model=softmax",
+        "optimizer=sgd",
+        "optimizer.lr=1e37",
+        "trainer.max_epochs=3",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 1
     (error,) = errors_of(result)
     assert "training loss became inf" in error and "lower optimizer.lr" in error
@@ -208,13 +253,25 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(tmp
     assert all(torch.isfinite(t).all() for k, t in state.items() if k.startswith("net."))
 
 
-def write_split(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray,
-                image_magic: int = 2051, label_magic: int = 2049, cut: int = 0) -> None:
-    image_bytes = (image_magic.to_bytes(4, "big") + len(images).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
-                   + images.astype(np.uint8).tobytes())
+def write_split(
+    raw: Path,
+    prefix: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    image_magic: int = 2051,
+    label_magic: int = 2049,
+    cut: int = 0,
+) -> None:
+    image_bytes = (
+        image_magic.to_bytes(4, "big")
+        + len(images).to_bytes(4, "big")
+        + (28).to_bytes(4, "big") * 2
+        + images.astype(np.uint8).tobytes()
+    )
     (raw / f"{prefix}-images-idx3-ubyte").write_bytes(image_bytes[: len(image_bytes) - cut])
     (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-        label_magic.to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.astype(np.uint8).tobytes())
+        label_magic.to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.astype(np.uint8).tobytes()
+    )
 
 
 CORRUPTIONS = {
@@ -286,8 +343,11 @@ def earlier_run(folder: Path) -> Path:
 
 def yaml_seed(folder: Path) -> int:
     """The seed a run folder's saved config holds."""
-    return next(int(line.split(":")[1]) for line in (folder / ".hydra" / "config.yaml").read_text().splitlines()
-                if line.startswith("seed:"))
+    return next(
+        int(line.split(":")[1])
+        for line in (folder / ".hydra" / "config.yaml").read_text().splitlines()
+        if line.startswith("seed:")
+    )
 
 
 @pytest.mark.parametrize("override", BAD_OVERRIDES)
@@ -307,8 +367,10 @@ def test_bad_config_values_are_refused_before_anything_is_written(tmp_path, over
 
 
 def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path, children):
-    runs = [children(*TINY, "trainer.max_epochs=1", f"seed={seed}", module="hooked_run", cwd=tmp_path, env=FROZEN)
-            for seed in (1, 2)]
+    runs = [
+        children(*TINY, "trainer.max_epochs=1", f"seed={seed}", module="hooked_run", cwd=tmp_path, env=FROZEN)
+        for seed in (1, 2)
+    ]
     assert [run.wait() for run in runs] == [0, 0], runs[0].output[-2000:] + runs[1].output[-2000:]
     folders = sorted((tmp_path / SAME_SECOND).iterdir())
     assert [f.name for f in folders] == ["04-05-06_softmax", "04-05-06_softmax-1"]
@@ -325,8 +387,16 @@ def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path, childre
 @pytest.mark.slow
 def test_ddp_processes_share_the_folder_their_launcher_claimed(tmp_path, children):
     # Lightning starts rank 1 by rerunning the command line with hydra.run.dir=<rank 0's folder>.
-    run = children(*TINY, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1",
-                   module="hooked_run", cwd=tmp_path, env=FROZEN)
+    run = children(
+        *TINY,
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        module="hooked_run",
+        cwd=tmp_path,
+        env=FROZEN,
+    )
     assert run.wait() == 0, run.output[-3000:]
     (folder,) = (tmp_path / SAME_SECOND).iterdir()
     assert folder.name == "04-05-06_softmax" and (folder / "train_ddp_process_1.log").is_file()
@@ -337,8 +407,9 @@ def test_ddp_processes_share_the_folder_their_launcher_claimed(tmp_path, childre
 def test_a_folder_that_holds_a_run_is_never_reused_without_resume(tmp_path, module):
     earlier = earlier_run(tmp_path / "earlier")
     before = snapshot(tmp_path)
-    result = run_cli("model=softmax" if module == "mnist_lab" else "n=1", f"hydra.run.dir={earlier}", module=module,
-                     cwd=tmp_path)
+    result = run_cli(
+        "model=softmax" if module == "mnist_lab" else "n=1", f"hydra.run.dir={earlier}", module=module, cwd=tmp_path
+    )
     assert result.returncode == 1
     (error,) = errors_of(result)
     assert error.startswith(f"error: hydra.run.dir={earlier} already holds a run") and "new folder" in error
@@ -365,7 +436,8 @@ def test_the_run_folder_resolver_claims_the_first_free_name_once(tmp_path):
 def test_resume_of_a_folder_that_is_not_a_run_says_so(tmp_path):
     result = run_cli(f"resume={tmp_path}")
     assert result.returncode == 1 and errors_of(result) == [
-        f"error: resume={tmp_path}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run"]
+        f"error: resume={tmp_path}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run"
+    ]
 
 
 @pytest.fixture

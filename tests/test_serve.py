@@ -15,18 +15,20 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import compose_config, run_cli
 from mnist_lab.images import load_digit
+
+from conftest import compose_config, run_cli
 
 LIMITS = compose_config("serve")  # the shipped limits: the server under test runs with them
 SEVEN = [(38, 32), (104, 30), (66, 116)]
@@ -73,8 +75,9 @@ class Server:
     url: str
     log: Path
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
         conn = http.client.HTTPConnection("127.0.0.1", urlsplit(self.url).port, timeout=30)
         try:
             conn.request(method, path, body, headers or {})
@@ -97,8 +100,11 @@ def start_server(ckpt: Path, folder: Path) -> tuple[subprocess.Popen, Server]:
     """`python -m mnist_lab.serve` on a free port (port=0), once it answers on the URL it logs."""
     log = folder / "server.log"
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mnist_lab.serve", f"ckpt_path={ckpt}", "port=0",
-                                    f"hydra.run.dir={folder / 'run'}"], stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mnist_lab.serve", f"ckpt_path={ckpt}", "port=0", f"hydra.run.dir={folder / 'run'}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -167,13 +173,22 @@ def test_page_is_one_self_contained_file(server):
 
 
 def test_predict_answers_like_the_predict_command(server, cnn_run, tmp_path):
-    files = {"seven.png": drawn(SEVEN), "seven_on_transparent.png": drawn(SEVEN, mode="RGBA"),
-             "seven.jpg": drawn(SEVEN, "JPEG"), "one.bmp": drawn(ONE, "BMP"), "one.gif": drawn(ONE, "GIF"),
-             "one.webp": drawn(ONE, "WEBP")}
+    files = {
+        "seven.png": drawn(SEVEN),
+        "seven_on_transparent.png": drawn(SEVEN, mode="RGBA"),
+        "seven.jpg": drawn(SEVEN, "JPEG"),
+        "one.bmp": drawn(ONE, "BMP"),
+        "one.gif": drawn(ONE, "GIF"),
+        "one.webp": drawn(ONE, "WEBP"),
+    }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    result = run_cli(f"ckpt_path={cnn_run[0]}", f"images=[{','.join(str(tmp_path / n) for n in files)}]",
-                     f"hydra.run.dir={tmp_path / 'predict'}", module="mnist_lab.predict")
+    result = run_cli(
+        f"ckpt_path={cnn_run[0]}",
+        f"images=[{','.join(str(tmp_path / n) for n in files)}]",
+        f"hydra.run.dir={tmp_path / 'predict'}",
+        module="mnist_lab.predict",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     predicted = json.loads((tmp_path / "predict" / "predictions.json").read_text())
     expected = predicted["predictions"]
@@ -193,18 +208,48 @@ def test_predict_answers_like_the_predict_command(server, cnn_run, tmp_path):
 BAD_REQUESTS = {
     # name: (method, path, body, Content-Type, status, words of the error)
     "empty body": ("POST", "/predict", lambda: b"", "image/png", 400, "the request body is empty"),
-    "not an image": ("POST", "/predict", lambda: b"hello, world" * 10, "image/png", 415,
-                     "not an image that can be decoded"),
-    "a format not served": ("POST", "/predict", lambda: drawn(SEVEN, "TIFF"), "image/tiff", 415,
-                            "not an image that can be decoded (PNG, JPEG, BMP, GIF, WEBP)"),
+    "not an image": (
+        "POST",
+        "/predict",
+        lambda: b"hello, world" * 10,
+        "image/png",
+        415,
+        "not an image that can be decoded",
+    ),
+    "a format not served": (
+        "POST",
+        "/predict",
+        lambda: drawn(SEVEN, "TIFF"),
+        "image/tiff",
+        415,
+        "not an image that can be decoded (PNG, JPEG, BMP, GIF, WEBP)",
+    ),
     "truncated image": ("POST", "/predict", lambda: drawn(SEVEN, "JPEG")[:400], "image/jpeg", 400, "cannot be read"),
     "no digit": ("POST", "/predict", blank, "image/png", 422, "no digit found"),
-    "wrong content type": ("POST", "/predict", lambda: drawn(SEVEN), "application/json", 415,
-                           "Content-Type application/json is not an image"),
-    "too many pixels": ("POST", "/predict", lambda: png_claiming(4097, 4097), "image/png", 413,
-                        f"4097x4097 is more than the {LIMITS.max_pixels:,} pixels allowed"),
-    "decompression bomb": ("POST", "/predict", lambda: png_claiming(100_000, 100_000), "image/png", 413,
-                           f"more than the {LIMITS.max_pixels:,} pixels allowed"),
+    "wrong content type": (
+        "POST",
+        "/predict",
+        lambda: drawn(SEVEN),
+        "application/json",
+        415,
+        "Content-Type application/json is not an image",
+    ),
+    "too many pixels": (
+        "POST",
+        "/predict",
+        lambda: png_claiming(4097, 4097),
+        "image/png",
+        413,
+        f"4097x4097 is more than the {LIMITS.max_pixels:,} pixels allowed",
+    ),
+    "decompression bomb": (
+        "POST",
+        "/predict",
+        lambda: png_claiming(100_000, 100_000),
+        "image/png",
+        413,
+        f"more than the {LIMITS.max_pixels:,} pixels allowed",
+    ),
     "wrong method": ("GET", "/predict", lambda: None, None, 405, "GET is not allowed on /predict; use POST"),
     "wrong path": ("POST", "/predictions", lambda: drawn(SEVEN), "image/png", 404, "there is no /predictions"),
 }
@@ -238,12 +283,15 @@ def exchange(server: Server, head: bytes, body: Iterable[bytes] = ()) -> str:
 def test_an_oversized_body_is_refused_before_it_is_sent(server):
     """Content-Length over the limit: the answer comes at once, and the connection closes."""
     logged = len(server.refusals())
-    answer = exchange(server, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
-                              b"Content-Length: 1000000000\r\n\r\n")  # and not one byte of the body
+    answer = exchange(
+        server,
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n",
+    )  # and not one byte of the body
     head, _, body = answer.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 413") and "connection: close" in head.lower()
-    assert json.loads(body) == {"error": f"the body is larger than the {LIMITS.max_bytes:,} bytes allowed; "
-                                         "send a smaller image"}
+    assert json.loads(body) == {
+        "error": f"the body is larger than the {LIMITS.max_bytes:,} bytes allowed; send a smaller image"
+    }
     assert len(server.refusals()) == logged + 1 and server.healthy()
 
 
@@ -251,9 +299,11 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(server):
     """No Content-Length to check: the bytes are counted as they arrive."""
     sizes = [1 << 16] * (LIMITS.max_bytes // (1 << 16))
     sizes.append(LIMITS.max_bytes + 1 - sum(sizes))  # one byte more than allowed, then silence
-    answer = exchange(server, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
-                              b"Transfer-Encoding: chunked\r\n\r\n",
-                      (f"{n:x}\r\n".encode() + b"\0" * n + b"\r\n" for n in sizes))
+    answer = exchange(
+        server,
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n",
+        (f"{n:x}\r\n".encode() + b"\0" * n + b"\r\n" for n in sizes),
+    )
     assert answer.startswith("HTTP/1.1 413") and "bytes allowed" in answer
     assert server.healthy()
 
@@ -272,8 +322,9 @@ def test_concurrent_requests_each_get_their_own_answer(server):
 
 
 def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path):
-    result = run_cli(f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}",
-                     module="mnist_lab.serve")
+    result = run_cli(
+        f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}", module="mnist_lab.serve"
+    )
     text = result.stdout + result.stderr
     errors = [line for line in text.splitlines() if "[ERROR]" in line]
     assert result.returncode == 1 and "Traceback" not in text
@@ -285,16 +336,25 @@ def test_a_port_in_use_is_one_line_and_exit_1(cnn_run, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(f"ckpt_path={cnn_run[0]}", f"port={port}", f"hydra.run.dir={tmp_path / 'run'}",
-                         module="mnist_lab.serve")
+        result = run_cli(
+            f"ckpt_path={cnn_run[0]}", f"port={port}", f"hydra.run.dir={tmp_path / 'run'}", module="mnist_lab.serve"
+        )
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "[ERROR]" in line]
     assert result.returncode == 1 and len(errors) == 1
     assert f"cannot listen on 127.0.0.1:{port}" in errors[0] and "port=" in errors[0]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def test_a_digit_drawn_in_a_real_browser_is_read_as_soon_as_the_pen_lifts(server, tmp_path):
@@ -321,8 +381,9 @@ def test_a_digit_drawn_in_a_real_browser_is_read_as_soon_as_the_pen_lifts(server
             page.mouse.down()
             for (x0, y0), (x1, y1) in zip(corners, corners[1:]):
                 for t in np.linspace(0.1, 1, 10):
-                    page.mouse.move(box["x"] + box["width"] * (x0 + (x1 - x0) * t),
-                                    box["y"] + box["height"] * (y0 + (y1 - y0) * t))
+                    page.mouse.move(
+                        box["x"] + box["width"] * (x0 + (x1 - x0) * t), box["y"] + box["height"] * (y0 + (y1 - y0) * t)
+                    )
             page.mouse.up()  # no click: lifting the pen asks the server
             sync_api.expect(page.locator("#prediction")).to_have_text(re.compile(r"^\d$"), timeout=10_000)
             assert page.text_content("#prediction") == "7"
@@ -342,6 +403,7 @@ def test_a_digit_drawn_in_a_real_browser_is_read_as_soon_as_the_pen_lifts(server
         finally:
             browser.close()
     assert not problems
-    assert requests and all(urlsplit(url).hostname == "127.0.0.1" or urlsplit(url).scheme in ("data", "blob")
-                            for url in requests), requests
+    assert requests and all(
+        urlsplit(url).hostname == "127.0.0.1" or urlsplit(url).scheme in ("data", "blob") for url in requests
+    ), requests
     assert sum(url.endswith("/predict") for url in requests) >= 2

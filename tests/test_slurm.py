@@ -20,8 +20,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -59,10 +59,26 @@ class Sweep:
 
     def __init__(self, folder: Path, args: list[str]) -> None:
         self.folder, self.name = folder, f"mnist_lab_test_{uuid.uuid4().hex[:8]}"
-        command = [sys.executable, "-m", "mnist_lab", "-m", "hydra/launcher=slurm", f"hydra.launcher.name={self.name}",
-                   *args, *QUIET, f"hydra.sweep.dir={folder}"]
-        self.proc = subprocess.Popen(command, cwd=folder.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, **ENV}, start_new_session=True)
+        command = [
+            sys.executable,
+            "-m",
+            "mnist_lab",
+            "-m",
+            "hydra/launcher=slurm",
+            f"hydra.launcher.name={self.name}",
+            *args,
+            *QUIET,
+            f"hydra.sweep.dir={folder}",
+        ]
+        self.proc = subprocess.Popen(
+            command,
+            cwd=folder.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **ENV},
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self._reader.start()
@@ -162,8 +178,17 @@ def test_two_job_sweep_runs_as_slurm_jobs_with_the_default_resources(tmp_path, s
 def test_ddp_trains_across_two_slurm_tasks_into_one_run_folder(tmp_path, slurm_sweep):
     sweep = tmp_path / "sweep"
     probe = f"+callbacks.probe={{_target_:ddp_probe.Probe,folder:{tmp_path}}}"
-    run = slurm_sweep(sweep, "trainer=ddp", "trainer.devices=2", "data.batch_size=50", "model=softmax",
-                      "trainer.max_epochs=1", "trainer.limit_train_batches=100", probe, *SHORT)
+    run = slurm_sweep(
+        sweep,
+        "trainer=ddp",
+        "trainer.devices=2",
+        "data.batch_size=50",
+        "model=softmax",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=100",
+        probe,
+        *SHORT,
+    )
     assert run.wait() == 0, run.output
     assert "--ntasks-per-node=2" in submitted_script(sweep)  # SLURM started both processes
     ranks = [json.loads((tmp_path / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
@@ -176,12 +201,22 @@ def test_ddp_trains_across_two_slurm_tasks_into_one_run_folder(tmp_path, slurm_s
     assert "MEMBER: 2/2" in (job / "train_ddp_process_1.log").read_text()
 
 
-@pytest.mark.parametrize(("override", "said", "fix"), [
-    ("trainer.accelerator=gpu", "Invalid generic resource (gres) specification",
-     "choose one that has with hydra.launcher.partition="),
-    ("hydra.launcher.partition=nosuch", "invalid partition specified: nosuch",
-     "choose one of this cluster's partitions with hydra.launcher.partition="),
-], ids=["gpus-on-a-cpu-partition", "unknown-partition"])
+@pytest.mark.parametrize(
+    ("override", "said", "fix"),
+    [
+        (
+            "trainer.accelerator=gpu",
+            "Invalid generic resource (gres) specification",
+            "choose one that has with hydra.launcher.partition=",
+        ),
+        (
+            "hydra.launcher.partition=nosuch",
+            "invalid partition specified: nosuch",
+            "choose one of this cluster's partitions with hydra.launcher.partition=",
+        ),
+    ],
+    ids=["gpus-on-a-cpu-partition", "unknown-partition"],
+)
 def test_a_job_sbatch_refuses_is_one_line_naming_the_fix(tmp_path, slurm_sweep, override, said, fix):
     run = slurm_sweep(tmp_path / "sweep", "model=softmax", override)
     assert run.wait() == 1
@@ -192,12 +227,22 @@ def test_a_job_sbatch_refuses_is_one_line_naming_the_fix(tmp_path, slurm_sweep, 
 
 
 def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_like_an_uninterrupted_one(
-        tmp_path, slurm_sweep):
+    tmp_path, slurm_sweep
+):
     # Three identical jobs: 0 runs through; 1 is requeued (what preemption does: SIGTERM, then the
     # job is queued again); 2 gets the signal submitit asks SLURM to send before the time limit.
     sweep = tmp_path / "sweep"
-    run = slurm_sweep(sweep, "seed=42,42,42", "model=mlp", "model.dropout=0.2", "callbacks.accuracy_stop=null",
-                      "trainer.max_epochs=4", "trainer.limit_train_batches=30", PACED, *SHORT)
+    run = slurm_sweep(
+        sweep,
+        "seed=42,42,42",
+        "model=mlp",
+        "model.dropout=0.2",
+        "callbacks.accuracy_stop=null",
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=30",
+        PACED,
+        *SHORT,
+    )
     jobs = [sweep / f"{n}_mlp" for n in range(3)]
     stopped, ids = {}, {}
     for n, send in ((1, ["scontrol", "requeue"]), (2, ["scancel", "--signal=USR2"])):
@@ -214,11 +259,16 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
 
     assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 4
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
-        "0_mlp", "1_mlp", "2_mlp"]  # no new folder: each came back into its own
+        "0_mlp",
+        "1_mlp",
+        "2_mlp",
+    ]  # no new folder: each came back into its own
     for n in (1, 2):
         assert "SLURM restart 1 of this job: resuming" in job_log(sweep, ids[n])
-        assert f"Restoring states from the checkpoint path at {jobs[n] / 'checkpoints' / 'last.ckpt'}" in (
-            jobs[n] / "train.log").read_text()
+        assert (
+            f"Restoring states from the checkpoint path at {jobs[n] / 'checkpoints' / 'last.ckpt'}"
+            in (jobs[n] / "train.log").read_text()
+        )
     whole = comparable(metrics(jobs[0]))
     assert whole["epochs_run"] == 4 and whole["stop_reason"] == "max_epochs"
     assert comparable(metrics(jobs[1])) == whole and comparable(metrics(jobs[2])) == whole

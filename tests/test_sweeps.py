@@ -9,17 +9,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUIET, compose_config, run_cli
 
 from mnist_lab.report import find_latest, read_sweep
 from mnist_lab.report import main as report_main
+
+from conftest import QUIET, compose_config, run_cli
 
 TESTS = Path(__file__).parent
 
 
 # A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [*QUIET, "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=1",
-         "trainer.limit_test_batches=1", "logger=none"]
+SMALL = [
+    *QUIET,
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "logger=none",
+]
 
 
 def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None):
@@ -89,11 +96,21 @@ def test_cut_off_and_killed_jobs_are_shown_not_dropped(tmp_path):
     fake_job(sweep, "1_cnn", ["model=cnn"], {"epochs_run": 1, "stop_reason": "interrupted", "val/acc_best": 0.95})
     fake_job(sweep, "2_cnn", ["model=cnn", "seed=2"], None, "[2026-01-01 10:00:00,000][mnist_lab][INFO] - started\n")
     fake_job(sweep, "3_mlp", ["model=mlp", "seed=3"], {**done, "test/acc": 0.93})
-    fake_job(sweep, "4_mlp", ["model=mlp", "optimizer.lr=1e9"], {"epochs_run": 1, "stop_reason": "non_finite_loss"},
-             "[2026-01-01 10:00:00,000][mnist_lab.cli][ERROR] - the training loss became nan in epoch 2\n")
+    fake_job(
+        sweep,
+        "4_mlp",
+        ["model=mlp", "optimizer.lr=1e9"],
+        {"epochs_run": 1, "stop_reason": "non_finite_loss"},
+        "[2026-01-01 10:00:00,000][mnist_lab.cli][ERROR] - the training loss became nan in epoch 2\n",
+    )
     jobs = read_sweep(sweep)
     assert [(j.name, j.status) for j in jobs] == [
-        ("3_mlp", "done"), ("0_mlp", "done"), ("1_cnn", "interrupted"), ("4_mlp", "failed"), ("2_cnn", "no result")]
+        ("3_mlp", "done"),
+        ("0_mlp", "done"),
+        ("1_cnn", "interrupted"),
+        ("4_mlp", "failed"),
+        ("2_cnn", "no result"),
+    ]
     assert jobs[3].error == "the training loss became nan in epoch 2"
     assert "killed, or still running" in jobs[-1].error
 
@@ -124,10 +141,13 @@ def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_sto
     assert best["best_value"] == pytest.approx(max(scores))
     assert set(best["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout"}
     summary = (tmp_path / "first" / "summary.md").read_text()
-    assert "Best parameters (optuna)" in summary and f"optimizer.lr={best['best_params']['optimizer.lr']:.4g}" in summary
+    assert (
+        "Best parameters (optuna)" in summary and f"optimizer.lr={best['best_params']['optimizer.lr']:.4g}" in summary
+    )
 
-    again = run_cli(*args[:1], "hydra.sweeper.n_trials=1", *args[2:], *SMALL,
-                    f"hydra.sweep.dir={tmp_path / 'second'}", cwd=tmp_path)
+    again = run_cli(
+        *args[:1], "hydra.sweeper.n_trials=1", *args[2:], *SMALL, f"hydra.sweep.dir={tmp_path / 'second'}", cwd=tmp_path
+    )
     assert again.returncode == 0, again.stderr
     import optuna
 
@@ -139,8 +159,17 @@ def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tm
     run = tmp_path / "run"
     probe = f"+callbacks.probe={{_target_:ddp_probe.Probe,folder:{tmp_path}}}"
     # Two processes of 50 images per step: the same 100 images per optimizer step as one process.
-    result = run_cli("trainer=ddp", "data.batch_size=50", "model=softmax", "trainer.max_epochs=1",
-                     probe, *QUIET, f"hydra.run.dir={run}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    result = run_cli(
+        "trainer=ddp",
+        "data.batch_size=50",
+        "model=softmax",
+        "trainer.max_epochs=1",
+        probe,
+        *QUIET,
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
     assert result.returncode == 0, result.stderr
     ranks = [json.loads((tmp_path / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
     # Each process trained on its own half of every epoch, and the gradients were averaged: same weights.
@@ -152,8 +181,9 @@ def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tm
     assert (run / "train_ddp_process_1.log").is_file() and not (tmp_path / "outputs").exists()
     assert len(list((run / "checkpoints").glob("epoch_*.ckpt"))) == 1
     ddp = json.loads((run / "metrics.json").read_text())
-    single = run_cli("model=softmax", "trainer.max_epochs=1", *QUIET,
-                     f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
+    single = run_cli(
+        "model=softmax", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path
+    )
     assert single.returncode == 0, single.stderr
     one = json.loads((tmp_path / "single" / "metrics.json").read_text())
     assert ddp["epochs_run"] == one["epochs_run"] == 1
@@ -172,9 +202,19 @@ def test_ddp_that_reruns_the_command_line_is_refused_inside_a_multirun(tmp_path)
 @pytest.mark.slow
 def test_ddp_spawn_runs_inside_a_multirun_with_full_metrics(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "trainer=ddp", "trainer.strategy=ddp_spawn", "model=softmax", "trainer.max_epochs=5",
-                     "callbacks.accuracy_stop.stopping_threshold=0.6", "trainer.limit_train_batches=20",
-                     *QUIET, "logger=none", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_cli(
+        "-m",
+        "trainer=ddp",
+        "trainer.strategy=ddp_spawn",
+        "model=softmax",
+        "trainer.max_epochs=5",
+        "callbacks.accuracy_stop.stopping_threshold=0.6",
+        "trainer.limit_train_batches=20",
+        *QUIET,
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     metrics = job_metrics(sweep, "0_softmax")
     assert metrics["stop_reason"] == "accuracy_threshold" and metrics["epochs_run"] < 5
@@ -196,8 +236,14 @@ def test_parallel_and_submitit_launchers_run_a_two_job_sweep(tmp_path, launcher)
 
 
 def test_slurm_launcher_configs_compose_with_the_usual_knobs():
-    cfg = compose_config("train", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
-                         "hydra.launcher.gpus_per_node=4", "hydra.launcher.timeout_min=120", return_hydra=True)
+    cfg = compose_config(
+        "train",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=4",
+        "hydra.launcher.timeout_min=120",
+        return_hydra=True,
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert launcher.gpus_per_node == 4 and launcher.timeout_min == 120

@@ -15,9 +15,10 @@ import torch
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import fit, run_cli
 from mnist_lab.classifier import Classifier
 from mnist_lab.data import MNISTDataModule
+
+from conftest import fit, run_cli
 
 METRIC_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs_run", "stop_reason", "best_ckpt", "train_seconds"}
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
@@ -63,8 +64,12 @@ def test_accuracy_stop_fires_at_the_first_epoch_above_the_threshold_not_before(t
     assert len(accs) == 4 and accs[1] < accs[2]
     threshold = (accs[1] + accs[2]) / 2  # passed for the first time in the third epoch
 
-    stopped = fit(tmp_path / "stopped", *common, "trainer.max_epochs=10",
-                  f"callbacks.accuracy_stop.stopping_threshold={threshold}")
+    stopped = fit(
+        tmp_path / "stopped",
+        *common,
+        "trainer.max_epochs=10",
+        f"callbacks.accuracy_stop.stopping_threshold={threshold}",
+    )
     assert stopped["stop_reason"] == "accuracy_threshold" and stopped["epochs_run"] == 3
     assert scalars(tmp_path / "stopped", "train/acc") == pytest.approx(accs[:3])
 
@@ -89,8 +94,10 @@ def test_best_checkpoint_alone_rebuilds_the_model_and_reproduces_test_accuracy(m
 
 
 def test_same_seed_gives_the_same_run(tmp_path):
-    runs = [fit(tmp_path / name, "model=softmax", "trainer.max_epochs=1", "trainer.limit_train_batches=30")
-            for name in ("a", "b")]
+    runs = [
+        fit(tmp_path / name, "model=softmax", "trainer.max_epochs=1", "trainer.limit_train_batches=30")
+        for name in ("a", "b")
+    ]
     assert runs[0]["test/acc"] == runs[1]["test/acc"] and runs[0]["test/loss"] == runs[1]["test/loss"]
 
 
@@ -115,8 +122,19 @@ def test_tensorboard_serves_the_run_scalars_and_graph(mlp_run):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(run_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/data/plugin"
     try:
@@ -136,8 +154,14 @@ def test_tensorboard_serves_the_run_scalars_and_graph(mlp_run):
 
 
 def test_multirun_gives_each_job_its_own_complete_run_folder(tmp_path):
-    result = run_cli("-m", "model=softmax,mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=40",
-                     "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
+    result = run_cli(
+        "-m",
+        "model=softmax,mlp",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=40",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in jobs] == ["0_softmax", "1_mlp"]
@@ -149,8 +173,15 @@ def test_multirun_gives_each_job_its_own_complete_run_folder(tmp_path):
 
 
 def test_fast_preset_trains_on_cpu_with_its_schedule_and_layout(tmp_path):
-    metrics = fit(tmp_path, "experiment=fast", "trainer.precision=32-true", "compile=false",
-                  "trainer.max_epochs=2", "trainer.limit_train_batches=1", "test=false")
+    metrics = fit(
+        tmp_path,
+        "experiment=fast",
+        "trainer.precision=32-true",
+        "compile=false",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=1",
+        "test=false",
+    )
     assert metrics["epochs_run"] == 2
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2  # one 512-image batch per epoch

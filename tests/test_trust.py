@@ -13,16 +13,25 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import QUIET, run_cli
 from mnist_lab.checkpoints import CheckpointError, load_checkpoint
 from mnist_lab.classifier import Classifier
 from mnist_lab.cli import config_dir
 from mnist_lab.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
 
+from conftest import QUIET, run_cli
+
 TESTS = Path(__file__).resolve().parent
 USER_CODE = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # user_nets
-TINY = ["model=softmax", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-        "test=false", "logger=none", "callbacks.accuracy_stop=null", *QUIET]
+TINY = [
+    "model=softmax",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "logger=none",
+    "callbacks.accuracy_stop=null",
+    *QUIET,
+]
 MAKEDIRS = "os.makedirs"
 
 # How each command rebuilds the model of a run folder.
@@ -78,8 +87,12 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 
 
 # predict, evaluate and export share one loader: the optimizer case is left to `-m slow` for two of them.
-ATTACKS = [*((name, "net") for name in COMMANDS), ("predict", "optimizer"), ("resume", "optimizer"),
-           *(pytest.param(name, "optimizer", marks=pytest.mark.slow) for name in ("evaluate", "export"))]
+ATTACKS = [
+    *((name, "net") for name in COMMANDS),
+    ("predict", "optimizer"),
+    ("resume", "optimizer"),
+    *(pytest.param(name, "optimizer", marks=pytest.mark.slow) for name in ("evaluate", "export")),
+]
 
 
 @pytest.mark.parametrize(("name", "key"), ATTACKS)
@@ -105,8 +118,10 @@ def test_the_python_loaders_refuse_it_too(trained, tmp_path, key):
 
 SNEAKED = {  # nets whose building would create the folder `victim`, each hiding the call otherwise
     "through-a-trusted-module": lambda victim: {"_target_": "mnist_lab.nets.torch.os.makedirs", "name": str(victim)},
-    "through-a-resolver": lambda victim: {"_target_": "mnist_lab.nets.SoftmaxRegression",
-                                          "init": f"${{oc.create:{{_target_: os.makedirs, name: '{victim}'}}}}"},
+    "through-a-resolver": lambda victim: {
+        "_target_": "mnist_lab.nets.SoftmaxRegression",
+        "init": f"${{oc.create:{{_target_: os.makedirs, name: '{victim}'}}}}",
+    },
     "nested-in-a-list": lambda victim: {"_target_": "mnist_lab.nets.SoftmaxRegression", "init": [planted(victim)]},
 }
 
@@ -137,12 +152,17 @@ def test_resume_never_unpickles_code_from_a_checkpoint(trained, tmp_path):
     assert not victim.exists() and "last.ckpt is not a readable checkpoint" in error
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param(lambda c, victim: c.callbacks.__setitem__("planted", planted(victim)), id="a-callback"),
-    pytest.param(lambda c, victim: c.data.__setitem__("_target_", MAKEDIRS), id="the-data", marks=pytest.mark.slow),
-    pytest.param(lambda c, victim: c.__setitem__("hydra", {"callbacks": {"planted": planted(victim)}}), id="hydra"),
-    pytest.param(lambda c, victim: c.__setitem__("notes", "${mnist_lab.new_dir:" + str(victim) + "}"), id="a-resolver"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda c, victim: c.callbacks.__setitem__("planted", planted(victim)), id="a-callback"),
+        pytest.param(lambda c, victim: c.data.__setitem__("_target_", MAKEDIRS), id="the-data", marks=pytest.mark.slow),
+        pytest.param(lambda c, victim: c.__setitem__("hydra", {"callbacks": {"planted": planted(victim)}}), id="hydra"),
+        pytest.param(
+            lambda c, victim: c.__setitem__("notes", "${mnist_lab.new_dir:" + str(victim) + "}"), id="a-resolver"
+        ),
+    ],
+)
 def test_resume_refuses_a_run_config_naming_other_code(trained, tmp_path, change):
     victim = tmp_path / "created_by_the_config"
     run = copy_run(trained, tmp_path, change_config=lambda c: change(c, victim))
@@ -152,8 +172,12 @@ def test_resume_refuses_a_run_config_naming_other_code(trained, tmp_path, change
 
 def test_trust_lets_a_users_own_network_load(trained, tmp_path):
     own = {"_target_": "user_nets.MySoftmax", "init": "default"}  # tests/user_nets.py
-    run = copy_run(trained, tmp_path, lambda c: c["hyper_parameters"].__setitem__("net", own),
-                   lambda c: c.model.__setitem__("_target_", own["_target_"]))
+    run = copy_run(
+        trained,
+        tmp_path,
+        lambda c: c["hyper_parameters"].__setitem__("net", own),
+        lambda c: c.model.__setitem__("_target_", own["_target_"]),
+    )
     with pytest.raises(TrustError, match=r"net\._target_ names user_nets\.MySoftmax.*trust=\[user_nets\.MySoftmax\]"):
         load_checkpoint(run)
     original = load_checkpoint(trained).model

@@ -6,7 +6,7 @@ methods, so that Hydra's plugin scan stays light in other applications.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
@@ -22,8 +22,14 @@ if SubmititSlurmLauncher is not None:
         """hydra-submitit-launcher's SLURM launcher, with sbatch's refusals as one line, DDP across a
         job's SLURM tasks in one run folder, and requeued jobs that resume from their last checkpoint."""
 
-        def __call__(self, sweep_overrides: list[str], job_dir_key: str, job_num: int, job_id: str,
-                     singleton_state: dict[type, Singleton]) -> JobReturn:
+        def __call__(
+            self,
+            sweep_overrides: list[str],
+            job_dir_key: str,
+            job_num: int,
+            job_id: str,
+            singleton_state: dict[type, Singleton],
+        ) -> JobReturn:
             """Run one job of the sweep; this runs in every SLURM task of the job, on the cluster."""
             from mnist_lab.slurm import run_task
 
