@@ -253,7 +253,7 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
             wait_for(lambda: (jobs[1] / "metrics.json").is_file(), "job 1's record of the interruption", run)
             stopped = metrics(jobs[1])
         # SLURM holds a requeued job back for two minutes; let it go at once.
-        wait_for(lambda: squeue("-h", "-o", "%T", f"--jobs={job_id}").strip() == "PENDING", f"job {n} requeued", run)
+        wait_for(lambda j=job_id: squeue("-h", "-o", "%T", f"--jobs={j}").strip() == "PENDING", f"requeue of {n}", run)
         subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=60)
     assert run.wait() == 0, run.output
 

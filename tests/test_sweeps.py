@@ -247,9 +247,12 @@ def test_slurm_launcher_configs_compose_with_the_usual_knobs():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert launcher.gpus_per_node == 4 and launcher.timeout_min == 120
-    preset = compose_config("train", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", return_hydra=True)
-    assert preset.hydra.launcher._target_.endswith("SlurmLauncher")
+    gpu = ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.accelerator=gpu"]
+    preset = compose_config("train", *gpu, return_hydra=True)
+    assert preset.hydra.launcher._target_ == "hydra_plugins.mnist_lab_slurm.SlurmLauncher"
     assert preset.hydra.launcher.tasks_per_node == preset.hydra.launcher.gpus_per_node == 4  # one task per device
+    cpu = compose_config("train", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=2", return_hydra=True)
+    assert cpu.hydra.launcher.tasks_per_node == 2 and cpu.hydra.launcher.gpus_per_node is None  # no GPU request
 
 
 def test_optuna_preset_maximises_over_learning_rate_batch_size_and_dropout():
