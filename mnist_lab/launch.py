@@ -22,8 +22,6 @@ from mnist_lab.overrides import check_overrides
 from mnist_lab.run_dir import check_new_run_dir
 from mnist_lab.trust import trust_from_argv
 
-START_CHECKPOINT = GracefulInterrupt.START
-
 
 def prepare_command_line(argv: list[str]) -> list[str]:
     """The Hydra command line to run: `resume=` rewritten, typos and reused folders refused."""
@@ -53,7 +51,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         raise UserError(f"resume={run}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run")
     last = run / "checkpoints" / "last.ckpt"
     if not last.is_file():
-        last = run / "checkpoints" / START_CHECKPOINT  # interrupted in its first epoch
+        last = run / "checkpoints" / GracefulInterrupt.START  # interrupted in its first epoch
     if not last.is_file():
         raise UserError(f"resume={run}: no checkpoints/last.ckpt to resume from; start a new run instead")
     rest = [a for a in argv[1:] if not a.startswith("resume=")]
