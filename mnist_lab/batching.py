@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mnist_lab.checkpoints import LoadedModel
-from mnist_lab.inference import logits
+from mnist_lab.inference import probabilities
 
 
 class Batcher:
@@ -40,8 +40,7 @@ class Batcher:
 
     def forward(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for a stack of digits (N, 28, 28), as predict computes them."""
-        with torch.inference_mode():
-            return logits(self.loaded, torch.from_numpy(pixels).unsqueeze(1)).softmax(dim=-1).numpy()
+        return probabilities(self.loaded.model, torch.from_numpy(pixels).unsqueeze(1)).numpy()
 
     async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         batch = [await self.queue.get()]

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from mnist_lab.checkpoints import LAST, START
 from mnist_lab.errors import Interrupted
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class TutorialLog(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks run before the module logs its epoch metrics, so read the metrics themselves.
         if trainer.current_epoch % self.every_n_epochs == 0 and not trainer.sanity_checking:
-            cost, accuracy = pl_module.train_loss.compute().item(), pl_module.train_acc.compute().item()
+            cost, accuracy = pl_module.train_epoch_metrics()
             log.info(tutorial_line(trainer.current_epoch + 1, cost, accuracy))
 
 
@@ -89,7 +90,7 @@ class GracefulInterrupt(L.Callback):
     signal exits at once. Training stops by raising `Interrupted`, which `train` turns into
     metrics.json and the resume command."""
 
-    START = "start.ckpt"  # the state training started from, until the first epoch's last.ckpt
+    stack_safe = True  # stopping after a stack of mini-batches (mnist_lab.fast_path) is as good
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -109,7 +110,7 @@ class GracefulInterrupt(L.Callback):
         if checkpoint is None or checkpoint.dirpath is None:
             return None
         folder = Path(checkpoint.dirpath)
-        return folder / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}", folder / self.START
+        return folder / LAST, folder / START
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.received = None

@@ -18,6 +18,9 @@ from mnist_lab.classifier import Classifier
 from mnist_lab.errors import UserError
 from mnist_lab.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
 
+LAST = "last.ckpt"  # the state after the latest full epoch (callbacks.last_checkpoint)
+START = "start.ckpt"  # the state a fit started from, until its first last.ckpt (callbacks.interrupt)
+
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable or not a mnist_lab model."""
@@ -54,12 +57,21 @@ def best_checkpoint(run_dir: Path) -> Path:
         if best and (run_dir / "checkpoints" / Path(best).name).is_file():
             return run_dir / "checkpoints" / Path(best).name  # the folder may have moved since
     candidates = sorted(
-        (p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "start.ckpt"),
-        key=lambda p: (p.name == "last.ckpt", p.name),
+        (p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != START),
+        key=lambda p: (p.name == LAST, p.name),
     )
     if not candidates:
         raise CheckpointError(f"no checkpoints in {run_dir / 'checkpoints'}; give ckpt_path=<a .ckpt file>")
     return candidates[0]
+
+
+def resume_point(run_dir: Path) -> Path | None:
+    """The checkpoint a run folder resumes from: its last full epoch (last.ckpt), else the state its
+    first epoch started from (start.ckpt); None when it saved neither."""
+    for name in (LAST, START):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    return None
 
 
 def resolve_checkpoint(spec: str | Path, outputs_dir: str | Path = "outputs") -> Path:

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from mnist_lab import plots
 from mnist_lab.errors import NonFiniteLossError
+from mnist_lab.fast_path import share_step_count
 from mnist_lab.nets import IMAGE_SHAPE, NUM_CLASSES
 from mnist_lab.trust import check_targets
 
@@ -31,8 +32,9 @@ class Classifier(L.LightningModule):
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
     hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
     `scheduler`, if given, is a `_partial_` learning-rate scheduler stepped once per epoch;
-    `compile=True` runs the training steps through torch.compile. Lightning's automatic
-    optimization makes one optimizer step per mini-batch, so every Trainer flag keeps its meaning.
+    `compile=True` runs the training steps through torch.compile. Every optimizer step is one
+    mini-batch, by Lightning's automatic optimization or, for stacks from mnist_lab.fast_path, its
+    manual optimization, so every Trainer flag keeps its meaning.
     """
 
     def __init__(
@@ -52,12 +54,17 @@ class Classifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
         # Losses are checked for NaN by training_step itself, once per step.
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
-        self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(3)
+        self.train_acc = MeanMetric(nan_strategy="disable")
+        self.val_acc, self.test_acc = (
+            MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(2)
         )
+        # The epoch's training sums (loss x images, correct, images): three tensor ops a step, where a
+        # metric update costs as much as a small network's step; the metrics take them once per epoch.
+        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
+        self.test_confusion_matrix: Tensor | None = None  # the last test's, rows: labels (for evaluate)
         self._test_mistakes: list[tuple[Tensor, Tensor, Tensor]] = []
         self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
@@ -79,6 +86,7 @@ class Classifier(L.LightningModule):
         checkpoint["dataset"] = getattr(self.trainer.datamodule, "dataset_name", "MNIST")  # what it read
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        share_step_count(checkpoint)
         state = checkpoint["state_dict"]
         if "input_mean" not in state:  # written before the scaling lived in the model
             data = checkpoint.get("MNISTDataModule", {})
@@ -91,8 +99,23 @@ class Classifier(L.LightningModule):
             # TensorBoard's graph tracing (torch.jit cannot trace compiled code) untouched.
             self._compiled_forward = torch.compile(self.net.forward)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Cross-entropy of one mini-batch; Lightning runs backward and the optimizer step."""
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor | None:
+        """Cross-entropy of one mini-batch; Lightning runs backward and the optimizer step.
+
+        Given a list of mini-batches by mnist_lab.fast_path, make one optimizer step per mini-batch
+        through Lightning's manual optimization instead."""
+        if self.automatic_optimization:
+            return self.step_loss(batch)
+        optimizer = self.optimizers()
+        for mini_batch in batch:
+            loss = self.step_loss(mini_batch)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+        return None
+
+    def step_loss(self, batch: Batch) -> Tensor:
+        """One training mini-batch's loss, added to the epoch's training metrics."""
         x, y = batch
         logits = (self._compiled_forward or self.net)(self.scale(x))
         loss = F.cross_entropy(logits, y)
@@ -101,9 +124,19 @@ class Classifier(L.LightningModule):
                 f"the training loss became {loss.item()} in epoch {self.current_epoch + 1}, so training stopped; "
                 "the checkpoints saved before it are kept; lower optimizer.lr and train again"
             )
-        self.train_loss.update(loss.detach(), weight=y.numel())
-        self.train_acc.update(logits.detach(), y)
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == y).sum()
+            self.train_sums[:2] += torch.stack((loss * y.numel(), correct.to(loss.dtype)))
+            self.train_sums[2] += y.numel()
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+
+    def train_epoch_metrics(self) -> tuple[float, float]:
+        """This process's mean training loss and accuracy over the epoch so far."""
+        loss_sum, correct, images = self.train_sums.tolist()
+        return loss_sum / max(images, 1), correct / max(images, 1)
 
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
@@ -125,17 +158,25 @@ class Classifier(L.LightningModule):
 
     # Metrics are logged once per epoch: logging a metric object costs about a millisecond a call.
     def on_train_epoch_end(self) -> None:
+        loss_sum, correct, images = self.train_sums
+        if images > 0:
+            self.train_loss.update(loss_sum / images, weight=images)
+            self.train_acc.update(correct / images, weight=images)
         self.log_dict({"train/loss": self.train_loss, "train/acc": self.train_acc}, prog_bar=True)
+        # Lightning's x-axis counts training batches; stacked ones hold several optimizer steps.
+        self.log("step", float(self.global_step))
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         if not self.trainer.sanity_checking:  # the untrained model's score is not a best
             self.val_acc_best(self.val_acc.compute())
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on every rank
+            self.log("step", float(self.global_step))
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
-        matrix = self.test_confusion.compute().cpu().numpy()
+        self.test_confusion_matrix = self.test_confusion.compute().cpu()
+        matrix = self.test_confusion_matrix.numpy()
         mistakes = self._test_mistakes[:MISTAKES_SHOWN]
         self.test_confusion.reset()
         self._test_mistakes = []

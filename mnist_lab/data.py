@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,20 +51,25 @@ class IndexBatches:
 
 class TensorBatches:
     """Mini-batches `(x, y)` built by indexing tensors held in memory (on the training device once
-    moved there), in the order of `sampler`."""
+    moved there), in the order of `sampler`; with `stack` > 1, lists of that many consecutive
+    mini-batches (see mnist_lab.fast_path)."""
 
-    def __init__(self, data: TensorDataset, sampler: IndexBatches) -> None:
+    def __init__(self, data: TensorDataset, sampler: IndexBatches, stack: int = 1) -> None:
         self.x, self.y = data.tensors
         # A DataLoader's attribute names: Lightning calls `sampler.set_epoch` before every epoch.
         self.sampler, self.batch_sampler = sampler, None
+        self.stack = stack
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return -(-len(self.sampler) // self.stack)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for index in self.sampler:
-            index = index.to(self.x.device)
-            yield self.x[index], self.y[index]
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]]:
+        batches = ((self.x[i], self.y[i]) for i in (index.to(self.x.device) for index in self.sampler))
+        if self.stack == 1:
+            yield from batches
+            return
+        while stack := list(itertools.islice(batches, self.stack)):
+            yield stack
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -97,6 +103,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.augment = augment
         self.mean, self.std = 0.0, 1.0  # the training split's, for the model's input scaling
         self.shuffle_seed = 0  # set by setup from torch's seed
+        self.steps_per_batch = 1  # mini-batches per training batch, set by mnist_lab.fast_path.StackedSteps
         self.data_train: TensorDataset | None = None
         self.data_val: TensorDataset | None = None
         self.data_test: TensorDataset | None = None
@@ -142,14 +149,14 @@ class MNISTDataModule(L.LightningDataModule):
             data.tensors = tuple(t.to(device) for t in data.tensors)
         return data
 
-    def _batches(self, data: TensorDataset, batch_size: int, shuffle: bool) -> TensorBatches:
+    def _batches(self, data: TensorDataset, batch_size: int, shuffle: bool, stack: int = 1) -> TensorBatches:
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = IndexBatches(len(data), batch_size, shuffle, self.shuffle_seed, rank, world_size)
-        return TensorBatches(self._on_device(data), sampler)
+        return TensorBatches(self._on_device(data), sampler, stack)
 
     def train_dataloader(self) -> TensorBatches:
         overfit = self.trainer is not None and self.trainer.overfit_batches > 0  # the same batches every epoch
-        return self._batches(self.data_train, self.batch_size, shuffle=not overfit)
+        return self._batches(self.data_train, self.batch_size, shuffle=not overfit, stack=self.steps_per_batch)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches(self.data_val, self.eval_batch_size, shuffle=False)

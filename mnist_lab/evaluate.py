@@ -2,49 +2,49 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import lightning as L
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
-from torchmetrics.functional.classification import (
-    multiclass_confusion_matrix,
-    multiclass_precision,
-    multiclass_recall,
-)
 
 from mnist_lab import plots
+from mnist_lab.atomic import write_json_atomic
 from mnist_lab.checkpoints import load_checkpoint
 from mnist_lab.cli import hydra_main
-from mnist_lab.inference import logits, test_images
-from mnist_lab.io import write_json_atomic
-from mnist_lab.nets import NUM_CLASSES
+from mnist_lab.inference import datamodule_for, probabilities
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    """Score the checkpoint on the official test set; write evaluation.json and two PNGs."""
+    """Test the checkpoint on the official test set as training does; write evaluation.json and two PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
-    pixels, labels = test_images(loaded, cfg.data)
-    scores = logits(loaded, pixels)
-    probs = scores.softmax(dim=-1)
-    confidence, predicted = probs.max(dim=-1)
-    matrix = multiclass_confusion_matrix(scores, labels, NUM_CLASSES)
-    precision = multiclass_precision(scores, labels, NUM_CLASSES, average=None)
-    recall = multiclass_recall(scores, labels, NUM_CLASSES, average=None)
+    datamodule = datamodule_for(loaded, cfg.data)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no device banner
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    # The test phase's own metrics: the numbers a training run's test/acc and test/loss come from.
+    (scores,) = trainer.test(loaded.model, datamodule=datamodule, verbose=False)
+    matrix = loaded.model.test_confusion_matrix  # rows: labels, columns: predictions
+    correct = matrix.diag().double()
+    precision, recall = correct / matrix.sum(0).clamp(min=1), correct / matrix.sum(1).clamp(min=1)
     report = {
         "checkpoint": str(loaded.path),
         "dataset": loaded.dataset,
-        "images": len(labels),
-        "test/loss": F.cross_entropy(scores, labels).item(),
-        "test/acc": (predicted == labels).float().mean().item(),
+        "images": int(matrix.sum()),
+        "test/loss": scores["test/loss"],
+        "test/acc": scores["test/acc"],
         "per_class": {
-            str(d): {"precision": precision[d].item(), "recall": recall[d].item(), "support": int((labels == d).sum())}
-            for d in range(NUM_CLASSES)
+            str(d): {"precision": precision[d].item(), "recall": recall[d].item(), "support": int(matrix[d].sum())}
+            for d in range(len(matrix))
         },
         "confusion_matrix": matrix.tolist(),
     }
 
+    pixels, labels = datamodule.data_test.tensors
+    confidence, predicted = probabilities(loaded.model, pixels).max(dim=-1)
     wrong = torch.nonzero(predicted != labels).flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.mistakes]
     titles = [f"{labels[i]}/{predicted[i]} {confidence[i]:.2f}" for i in worst.tolist()]
@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     write_json_atomic(out_dir / "evaluation.json", report)
 
     print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__}, trained on {loaded.dataset})")
-    print(f"test/loss {report['test/loss']:.4f}   test/acc {report['test/acc']:.4f}   ({len(labels):,} images)")
+    print(f"test/loss {report['test/loss']:.4f}   test/acc {report['test/acc']:.4f}   ({report['images']:,} images)")
     print(f"{'digit':>5} {'precision':>9} {'recall':>6} {'support':>7}")
     for digit, row in report["per_class"].items():
         print(f"{digit:>5} {row['precision']:>9.4f} {row['recall']:>6.4f} {row['support']:>7}")

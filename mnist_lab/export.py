@@ -14,7 +14,7 @@ from torch import Tensor
 from mnist_lab.checkpoints import load_checkpoint
 from mnist_lab.cli import hydra_main
 from mnist_lab.errors import UserError
-from mnist_lab.inference import logits, test_images
+from mnist_lab.inference import datamodule_for, probabilities
 
 log = logging.getLogger(__name__)
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -60,21 +60,21 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         raise UserError(f"{path} already exists; choose another out= or remove it first")
     loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels, _ = test_images(loaded, cfg.data)
+    pixels, _ = datamodule_for(loaded, cfg.data).data_test.tensors
     example = pixels[:100]
     module = loaded.model.eval()  # pixels in [0, 1] -> logits: its input scaling is part of it
     with torch.no_grad():
         exported = (export_onnx if cfg.format == "onnx" else export_torchscript)(module, example, path)
-    difference = (exported - logits(loaded, example)).abs().max().item()
+    difference = (exported.softmax(dim=-1) - probabilities(module, example)).abs().max().item()
     if difference > cfg.tolerance:
         path.unlink()
         raise UserError(
-            f"the exported model's logits differ from the checkpoint's by {difference:.2e} "
+            f"the exported model's probabilities differ from the checkpoint's by {difference:.2e} "
             f"(> tolerance={cfg.tolerance}); nothing was written"
         )
     print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__})")
     print(f"wrote {path} ({cfg.format}, input 'images' float32 (N, 1, 28, 28) in [0, 1], output logits (N, 10))")
-    print(f"checked on {len(example)} test images: largest logit difference {difference:.2e} <= {cfg.tolerance}")
+    print(f"checked on {len(example)} test images: largest probability difference {difference:.2e} <= {cfg.tolerance}")
     return {"path": path, "max_abs_difference": difference}
 
 

@@ -1,4 +1,4 @@
-"""What predict, evaluate and export share: the official test images and batched inference."""
+"""The one way mnist_lab runs a trained model: the module's own predict_step, on the data it was trained for."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from mnist_lab.checkpoints import LoadedModel
+from mnist_lab.classifier import Classifier
+from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import UserError
 
 
-def test_images(loaded: LoadedModel, data_cfg: DictConfig) -> tuple[Tensor, Tensor]:
-    """The official test set as pixels in [0, 1] (N, 1, 28, 28) and labels, from the model's dataset."""
+def datamodule_for(loaded: LoadedModel, data_cfg: DictConfig) -> MNISTDataModule:
+    """The `data=` config's datamodule, set up for testing, once it is known to be the model's dataset."""
     datamodule = instantiate(data_cfg)
     if datamodule.dataset_name != loaded.dataset:
         raise UserError(
@@ -21,11 +23,11 @@ def test_images(loaded: LoadedModel, data_cfg: DictConfig) -> tuple[Tensor, Tens
         )
     datamodule.prepare_data()
     datamodule.setup("test")
-    return datamodule.data_test.tensors
+    return datamodule
 
 
-@torch.no_grad()
-def logits(loaded: LoadedModel, pixels: Tensor, batch_size: int = 1000) -> Tensor:
-    """The model's logits for images with pixels in [0, 1] (the model scales them itself)."""
-    device = loaded.model.device
-    return torch.cat([loaded.model(chunk.to(device)).cpu() for chunk in pixels.split(batch_size)])
+def probabilities(model: Classifier, pixels: Tensor, batch_size: int = 1000) -> Tensor:
+    """Class probabilities (N, 10) for images (N, 1, 28, 28) with pixels in [0, 1], by `predict_step`."""
+    with torch.inference_mode():
+        chunks = pixels.split(batch_size)
+        return torch.cat([model.predict_step(chunk.to(model.device), i).cpu() for i, chunk in enumerate(chunks)])

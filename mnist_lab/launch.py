@@ -14,8 +14,8 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
 from mnist_lab import slurm
-from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
-from mnist_lab.checkpoints import check_run_files, newest_run
+from mnist_lab.callbacks import EpochTimer
+from mnist_lab.checkpoints import LAST, check_run_files, newest_run, resume_point
 from mnist_lab.cli import check_writable, config_dir
 from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.overrides import check_overrides
@@ -49,11 +49,9 @@ def resume_argv(argv: list[str]) -> list[str]:
         raise UserError(str(err).replace("ckpt_path=latest", "resume=latest")) from err
     if not (run / ".hydra" / "config.yaml").is_file():
         raise UserError(f"resume={run}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run")
-    last = run / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        last = run / "checkpoints" / GracefulInterrupt.START  # interrupted in its first epoch
-    if not last.is_file():
-        raise UserError(f"resume={run}: no checkpoints/last.ckpt to resume from; start a new run instead")
+    last = resume_point(run)
+    if last is None:
+        raise UserError(f"resume={run}: no checkpoints/{LAST} to resume from; start a new run instead")
     rest = [a for a in argv[1:] if not a.startswith("resume=")]
     check_run_files(run, last, trust_from_argv(argv))
     # ++: a run saved before `trust` was a config key has no such key to set.
@@ -130,7 +128,7 @@ def recover_spawned_state(trainer: L.Trainer) -> int:
     """Epochs run. When other processes trained (ddp_spawn sends back only the metrics), this
     process saw no epoch: restore the callbacks' states (epoch times) from their last checkpoint."""
     checkpoint = trainer.checkpoint_callback
-    last = Path(checkpoint.dirpath or "") / "last.ckpt" if checkpoint is not None else None
+    last = Path(checkpoint.dirpath or "") / LAST if checkpoint is not None else None
     if trainer.current_epoch > 0 or trainer.global_step > 0 or last is None or not last.is_file():
         return trainer.current_epoch
     state = torch.load(last, map_location="cpu", weights_only=True)

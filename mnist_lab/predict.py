@@ -12,22 +12,22 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_lab import plots
+from mnist_lab.atomic import write_json_atomic
 from mnist_lab.checkpoints import LoadedModel, load_checkpoint
 from mnist_lab.cli import hydra_main
 from mnist_lab.errors import UserError
 from mnist_lab.images import load_digit
-from mnist_lab.inference import logits, test_images
-from mnist_lab.io import write_json_atomic
+from mnist_lab.inference import datamodule_for, probabilities
 
 log = logging.getLogger(__name__)
 
 
 def predict_test_digits(loaded: LoadedModel, cfg: DictConfig, out_dir: Path) -> dict:
     """Predict `n` random test digits; print one line each and their accuracy; save a grid."""
-    pixels, labels = test_images(loaded, cfg.data)
+    pixels, labels = datamodule_for(loaded, cfg.data).data_test.tensors
     generator = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
     index = torch.randperm(len(labels), generator=generator)[: cfg.n]
-    probs = logits(loaded, pixels[index]).softmax(dim=-1)
+    probs = probabilities(loaded.model, pixels[index])
     confidence, predicted = probs.max(dim=-1)
     correct = predicted == labels[index]
     print(f"{'index':>6} {'label':>5} {'prediction':>10} {'probability':>11}")
@@ -63,7 +63,7 @@ def predict_files(loaded: LoadedModel, paths: list[str], out_dir: Path) -> dict:
             failed.append(path)
     results = []
     if digits:
-        probs = logits(loaded, torch.from_numpy(np.stack(digits)).unsqueeze(1)).softmax(dim=-1)
+        probs = probabilities(loaded.model, torch.from_numpy(np.stack(digits)).unsqueeze(1))
         for name, p in zip(names, probs):
             top = p.topk(3)
             top3 = ", ".join(f"{d} {v:.3f}" for v, d in zip(top.values.tolist(), top.indices.tolist()))

@@ -22,8 +22,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnist_lab.atomic import write_atomic
 from mnist_lab.errors import UserError
-from mnist_lab.io import write_atomic
 
 FINISHED = ("accuracy_threshold", "max_epochs")  # metrics.json stop reasons of a completed fit
 COLUMNS = ["job", "overrides", "status", "epochs", "stop_reason", "val/acc_best", "test/acc", "seconds"]

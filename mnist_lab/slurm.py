@@ -27,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_lab.callbacks import GracefulInterrupt
+from mnist_lab.checkpoints import resume_point
 
 GPUS_RESOLVER = "mnist_lab.slurm_gpus"
 
@@ -116,15 +116,6 @@ def drop_if_nothing_ran(sweep: Path) -> None:
             return
 
 
-def resume_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint a requeued job resumes from: its folder's last full epoch (last.ckpt), else
-    the state its first epoch started from (start.ckpt); None when it saved neither."""
-    for name in ("last.ckpt", GracefulInterrupt.START):
-        if (folder / "checkpoints" / name).is_file():
-            return folder / "checkpoints" / name
-    return None
-
-
 def restarts() -> int:
     """How many times SLURM has requeued this job (0 on its first run)."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
@@ -141,7 +132,7 @@ def prepare_task(config: DictConfig, rank: int) -> None:
         return
     HydraConfig.instance().set_config(config)  # the folder's name may read hydra:runtime.choices
     folder = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
-    checkpoint = resume_checkpoint(folder)
+    checkpoint = resume_point(folder)
     if checkpoint is not None:
         config.ckpt_path = str(checkpoint.absolute())
         print(f"SLURM restart {restarts()} of this job: resuming {folder} from {checkpoint.name}", flush=True)

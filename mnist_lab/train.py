@@ -17,12 +17,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lab.atomic import write_json_atomic
 from mnist_lab.callbacks import EpochTimer
 from mnist_lab.classifier import Classifier
 from mnist_lab.cli import config_dir, entry_point
 from mnist_lab.config_checks import check_config
 from mnist_lab.errors import Interrupted, NonFiniteLossError, UserError
-from mnist_lab.io import write_json_atomic
 from mnist_lab.launch import check_launch, prepare_command_line, recover_spawned_state, stop_reason
 from mnist_lab.tracking import log_results
 
@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     # Plain containers, so that checkpoints load with torch.load(weights_only=True).
-    model = Classifier(**OmegaConf.to_container(cfg.module, resolve=True))
+    model = Classifier(**OmegaConf.to_container(cfg.classifier, resolve=True))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # runs stay on this machine
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks"))

@@ -131,8 +131,8 @@ def test_fast_preset_pins_the_gpu_fast_path(compose_cfg):
 
 def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
     cfg = compose_cfg()
-    assert cfg.scheduler is None and cfg.module.scheduler is None
-    assert cfg.module.net == cfg.model and cfg.module.optimizer == cfg.optimizer
+    assert cfg.scheduler is None and cfg.classifier.scheduler is None
+    assert cfg.classifier.net == cfg.model and cfg.classifier.optimizer == cfg.optimizer
 
 
 @pytest.mark.parametrize(
@@ -154,14 +154,14 @@ def test_tutorial_presets_pin_what_the_tutorial_fixes(compose_cfg, preset, net, 
         assert cfg.model.activation == "sigmoid" and cfg.optimizer.momentum == 0.0
     if net == "CNN":
         assert cfg.model.dropout == 0.25
-    classifier = Classifier(**cfg.module)  # the preset builds
+    classifier = Classifier(**cfg.classifier)  # the preset builds
     assert type(classifier.configure_optimizers()["optimizer"]).__name__ == optimizer
 
 
 @pytest.mark.parametrize("model", ["softmax", "mlp", "cnn"])
 def test_best_presets_keep_the_tutorials_layers_and_train_a_fixed_schedule(compose_cfg, model):
     best, tutorial = compose_cfg(f"experiment=best_{model}"), compose_cfg(f"experiment=tutorial_{model}")
-    shapes = [[tuple(p.shape) for p in Classifier(**cfg.module).net.parameters()] for cfg in (best, tutorial)]
+    shapes = [[tuple(p.shape) for p in Classifier(**cfg.classifier).net.parameters()] for cfg in (best, tutorial)]
     assert shapes[0] == shapes[1]  # same layer sizes; only training and regularisation differ
     assert best.callbacks.accuracy_stop is None and best.scheduler.T_max == best.trainer.max_epochs
     assert best.trainer.max_epochs <= 30

@@ -89,7 +89,7 @@ def test_tensorboard_hparams_tab_holds_the_config_with_its_results(tmp_path):
     assert [m.name.tag for m in experiment.metric_infos] == ["val/acc_best", "test/acc"]
     session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     assert session.hparams["optimizer/lr"].number_value == 0.002
-    assert session.hparams["module/net/_target_"].string_value == "mnist_lab.nets.SoftmaxRegression"
+    assert session.hparams["classifier/net/_target_"].string_value == "mnist_lab.nets.SoftmaxRegression"
     assert events.Scalars("test/acc")  # the value the tab shows
 
 

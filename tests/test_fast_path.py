@@ -1,0 +1,121 @@
+"""Stacked steps (mnist_lab.fast_path): where no flag or callback would notice, the module takes 10
+mini-batches per Lightning step and trains exactly as Lightning's ordinary path does; anywhere else
+it stands aside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
+from mnist_lab.data import MNISTDataModule
+from mnist_lab.fast_path import single_step_reasons
+
+from conftest import QUIET, run_cli
+
+TESTS = Path(__file__).parent
+STACKED = "training 10 mini-batches per Lightning step"
+
+
+def run(tmp_path: Path, name: str, *overrides: str) -> Path:
+    """The real command, with a probe of the per-step hooks; returns the run folder."""
+    probe = f"+callbacks.probe={{_target_:flags_probe.StepProbe,path:{tmp_path / name}.json}}"
+    args = ["trainer.accelerator=cpu", "test=false", "callbacks.accuracy_stop=null", *QUIET, probe, *overrides]
+    result = run_cli(*args, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return tmp_path / name
+
+
+def last_checkpoint(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+
+
+def logged_steps(run_dir: Path, tag: str) -> list[int]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def test_stacked_steps_train_bit_for_bit_like_lightnings_single_steps(tmp_path):
+    # Batches of 300: 184 mini-batches an epoch, so the last stack holds 4 and the last mini-batch 100.
+    common = ["model=mlp", "model.dropout=0.2", "data.batch_size=300", "trainer.max_epochs=2"]
+    stacked = run(tmp_path, "stacked", *common)
+    single = run(tmp_path, "single", *common, "callbacks.stacked_steps=null")
+    assert STACKED in (stacked / "train.log").read_text()
+
+    a, b = last_checkpoint(stacked), last_checkpoint(single)
+    assert a["global_step"] == b["global_step"] == 2 * 184
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+    metrics_a, metrics_b = (json.loads((r / "metrics.json").read_text()) for r in (stacked, single))
+    for key in ("train/loss", "train/acc", "val/acc", "val/acc_best"):
+        assert metrics_a[key] == pytest.approx(metrics_b[key], abs=1e-6)
+    assert logged_steps(stacked, "train/acc") == logged_steps(single, "train/acc") == [184, 368]
+
+    # Backward and optimizer-step callbacks see every optimizer step, with its own global_step.
+    for name in ("stacked", "single"):
+        seen = json.loads((tmp_path / f"{name}.json").read_text())
+        assert seen["before_backward"] == seen["after_backward"] == seen["before_optimizer_step"] == list(range(368))
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        ({"max_steps": 105}, "trainer.max_steps"),
+        ({"limit_train_batches": 20}, "trainer.limit_train_batches"),
+        ({"val_check_interval": 50}, "trainer.val_check_interval"),
+        ({"accumulate_grad_batches": 2}, "trainer.accumulate_grad_batches"),
+        ({"gradient_clip_val": 0.5}, "trainer.gradient_clip_val"),
+        ({"overfit_batches": 2}, "trainer.overfit_batches"),
+        ({"fast_dev_run": True}, "trainer.fast_dev_run"),
+        ({"profiler": "simple"}, "trainer.profiler"),
+        ({"max_time": "00:00:10:00"}, "callback Timer"),
+        ({"callbacks": [LearningRateMonitor(logging_interval="step")]}, "callback LearningRateMonitor"),
+        ({"callbacks": [ModelCheckpoint(every_n_train_steps=100)]}, "callback ModelCheckpoint"),
+    ],
+)
+def test_a_flag_or_callback_that_counts_training_batches_keeps_single_steps(tmp_path, flags, reason):
+    trainer = L.Trainer(logger=False, default_root_dir=tmp_path, **flags)
+    assert reason in single_step_reasons(trainer, MNISTDataModule())
+
+
+def test_the_default_callbacks_leave_stacked_steps_on(tmp_path):
+    callbacks = [ModelCheckpoint(monitor="val/acc", mode="max"), ModelCheckpoint(), EpochTimer(), GracefulInterrupt()]
+    trainer = L.Trainer(logger=False, default_root_dir=tmp_path, callbacks=callbacks, max_epochs=3)
+    assert single_step_reasons(trainer, MNISTDataModule()) == []
+    assert "data.augment" in single_step_reasons(trainer, MNISTDataModule(augment=torch.nn.Identity()))
+
+
+def test_max_steps_alone_stops_at_its_exact_step(tmp_path):
+    run_dir = run(tmp_path, "run", "model=softmax", "trainer.max_steps=105")
+    assert STACKED not in (run_dir / "train.log").read_text()
+    assert last_checkpoint(run_dir)["global_step"] == 105
+
+
+def test_a_stacked_run_resumed_on_lightnings_path_keeps_counting_steps(tmp_path):
+    first = run(tmp_path, "run", "model=softmax", "trainer.max_epochs=1")
+    assert last_checkpoint(first)["global_step"] == 550
+    result = run_cli(
+        f"resume={first}",
+        "trust=[flags_probe.StepProbe]",
+        "trainer.max_epochs=2",
+        "callbacks.stacked_steps=null",
+        *QUIET,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert last_checkpoint(first)["global_step"] == 1100
+
+
+def test_stacked_steps_train_in_mixed_precision(tmp_path):
+    run_dir = run(tmp_path, "run", "model=softmax", "trainer.max_epochs=1", "trainer.precision=bf16-mixed")
+    assert STACKED in (run_dir / "train.log").read_text()
+    assert last_checkpoint(run_dir)["global_step"] == 550
+    assert json.loads((run_dir / "metrics.json").read_text())["val/acc"] > 0.85
