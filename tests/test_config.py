@@ -9,9 +9,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from omegaconf import OmegaConf
 
 from mnist_lab.classifier import Classifier
+from mnist_lab.config_checks import check_config
+from mnist_lab.errors import ConfigError
 from mnist_lab.nets import CNN, MLP, SoftmaxRegression
 from mnist_lab.train import instantiate_all
 
@@ -167,3 +172,31 @@ def test_best_presets_keep_the_tutorials_layers_and_train_a_fixed_schedule(compo
     assert best.trainer.max_epochs <= 30
     if model != "softmax":
         assert best.data.augment._target_ == "mnist_lab.augment.RandomAffine"
+
+
+BAD_VALUES = {
+    "optimizer.lr=-1": "optimizer.lr must be a number > 0",
+    "optimizer.lr=0": "optimizer.lr must be a number > 0",
+    "data.batch_size=0": "data.batch_size must be an integer >= 1",
+    "callbacks.accuracy_stop.stopping_threshold=1.5": "stopping_threshold must lie in (0, 1]",
+    "callbacks.accuracy_stop.stopping_threshold=0": "stopping_threshold must lie in (0, 1]",
+    "trainer.max_epochs=0": "trainer.max_epochs must be an integer >= 1",
+    "trainer.devices=64": "trainer.devices=64 but this machine has",
+    "threads=0": "threads must be an integer >= 1",
+    "model.activation=swish": "activation must be one of",
+    "model.dropout=1.5": "model.dropout must lie in [0, 1)",
+    "data.augment={_target_:mnist_lab.augment.RandomAffine,degrees:200}": "data.augment.degrees must lie in [0, 180)",
+    "callbacks.stacked_steps.size=0": "StackedSteps size must be at least 1",
+}
+
+
+@pytest.mark.parametrize("override", BAD_VALUES)
+def test_a_value_out_of_range_is_refused_with_what_is_allowed(compose_cfg, override):
+    cfg = compose_cfg(override)
+    with pytest.raises((ConfigError, InstantiationException)) as refused:
+        check_config(cfg)  # the ranges train() checks first; the rest are checked as the parts are built
+        instantiate(cfg.data)
+        Classifier(**OmegaConf.to_container(cfg.classifier, resolve=True))
+        instantiate_all(cfg.callbacks)
+    error = refused.value.__cause__ if isinstance(refused.value, InstantiationException) else refused.value
+    assert BAD_VALUES[override] in str(error)

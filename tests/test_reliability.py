@@ -311,22 +311,6 @@ def test_corrupt_data_on_the_command_line_is_one_error_line(tmp_path):
     assert "train-images-idx3-ubyte has magic number 1" in error
 
 
-BAD_OVERRIDES = {
-    "optimizer.lr=-1": "optimizer.lr must be a number > 0",
-    "optimizer.lr=0": "optimizer.lr must be a number > 0",
-    "data.batch_size=0": "data.batch_size must be an integer >= 1",
-    "callbacks.accuracy_stop.stopping_threshold=1.5": "stopping_threshold must lie in (0, 1]",
-    "callbacks.accuracy_stop.stopping_threshold=0": "stopping_threshold must lie in (0, 1]",
-    "trainer.max_epochs=0": "trainer.max_epochs must be an integer >= 1",
-    "model.activation=swish": "activation must be one of",
-    "trainer.devices=64": "trainer.devices=64 but this machine has",
-    "optimizer=rmsprop": "optimizer=rmsprop is not an option of python -m mnist_lab (options: adam, adamw, sgd)",
-    "threads=0": "threads must be an integer >= 1",
-    "model.dropout=1.5": "model.dropout must lie in [0, 1)",
-    "data.augment={_target_:mnist_lab.augment.RandomAffine,degrees:200}": "data.augment.degrees must lie in [0, 180)",
-}
-
-
 FROZEN = {**HOOKED, "HOOK_NOW": "2001-02-03T04:05:06"}  # every run believes it started then
 SAME_SECOND = Path("outputs", "2001-02-03")
 
@@ -350,15 +334,15 @@ def yaml_seed(folder: Path) -> int:
     )
 
 
-@pytest.mark.parametrize("override", BAD_OVERRIDES)
-def test_bad_config_values_are_refused_before_anything_is_written(tmp_path, override):
+def test_a_bad_config_value_is_one_line_before_anything_is_written(tmp_path):
     # An earlier run holds the very folder this run's clock names (outputs/<date>/<time>_mlp).
+    # Every range check is in tests/test_config.py; this is the command a user types.
     earlier_run(tmp_path / SAME_SECOND / "04-05-06_mlp")
     before = snapshot(tmp_path)
-    result = run_cli(override, module="hooked_run", cwd=tmp_path, env=FROZEN)
+    result = run_cli("optimizer.lr=-1", module="hooked_run", cwd=tmp_path, env=FROZEN)
     assert result.returncode == 1
-    assert BAD_OVERRIDES[override] in result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    (error,) = errors_of(result)
+    assert error.endswith("optimizer.lr must be a number > 0, got -1; e.g. optimizer.lr=0.001")
     after = snapshot(tmp_path)
     assert {k: after.get(k) for k in before} == before  # the earlier run is untouched
     new = {Path(k) for k in after.keys() - before.keys()}
