@@ -171,6 +171,11 @@ def check_run_files(run: Path, checkpoint: Path, trust: Sequence[str] = ()) -> N
             f"{config_file} has a hydra or defaults section, which no mnist_lab run saves and which "
             "would run code before any check; give resume= the folder of a mnist_lab run"
         )
+    if "module" in config and "classifier" not in config:
+        raise CheckpointError(
+            f"{config_file} was written by an older mnist_lab (its config has module:, now classifier:); "
+            "start a new run, or rename module: to classifier: and mnist_lab.io. to mnist_lab.atomic. in that file"
+        )
     check_targets(config, trust, source=str(config_file), trusted=RUN_TARGETS, resolvers=RUN_RESOLVERS)
     try:
         hparams = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})

@@ -453,3 +453,19 @@ def test_read_only_output_folder_is_one_error_line(read_only_folder):
 def test_hydra_full_error_shows_the_traceback_instead(tmp_path):
     result = run_cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_a_run_folder_from_an_older_version_is_refused_with_the_fix(tmp_path):
+    old = tmp_path / "old_run"
+    made = run_cli(*TINY, f"hydra.run.dir={old}", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    config = old / ".hydra" / "config.yaml"
+    config.write_text(
+        config.read_text().replace("classifier:", "module:").replace("mnist_lab.atomic.", "mnist_lab.io.")
+    )
+    before = snapshot(old)
+    result = run_cli(f"resume={old}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 1
+    (error,) = errors_of(result)
+    assert "written by an older mnist_lab" in error and "rename module: to classifier:" in error
+    assert snapshot(old) == before
