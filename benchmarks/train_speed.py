@@ -4,11 +4,15 @@
     python benchmarks/train_speed.py --device cuda --epochs 6
 
 (a) `lightning`: mnist_lab's real command (`python -m mnist_lab ...`), default callbacks, logger and
-    progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation).
+    progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation);
+    it takes stacked steps (mnist_lab.fast_path), as a default run does.
+(a1) `single`: the same command with `callbacks.stacked_steps=null`: one mini-batch per Lightning step,
+    the path any run with a per-batch flag or callback takes.
 (b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors.
 (c) `torchvision`: the same loop fed by torchvision MNIST + ToTensor + DataLoader.
 Each variant runs in its own process so that its peak memory is its own. Every timing is the median
-of the epochs after the first. `--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k).
+of the epochs after the first. `--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k):
+the training split shrinks (`data.val_size`), so that no batch limit changes the path the run takes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import time
 from pathlib import Path
 
 TRAIN_IMAGES = 55_000
-VARIANTS = ("lightning", "loop", "torchvision")  # (a), (b), (c)
+VARIANTS = ("lightning", "single", "loop", "torchvision")  # (a), (a1), (b), (c)
+MNIST_TRAIN = 60_000  # the training file's images: validation split + training split
 
 
 def extracted_mnist(folder: str) -> str:
@@ -41,7 +46,7 @@ def extracted_mnist(folder: str) -> str:
     return folder
 
 
-def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str) -> list[str]:
+def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str, single: bool) -> list[str]:
     """(a) The user's command; its run folder's metrics.json holds each epoch's training seconds."""
     cmd = [
         sys.executable,
@@ -55,8 +60,10 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
         f"data.batch_size={args.batch_size}",
         f"hydra.run.dir={run_dir}",
     ]
-    if images < TRAIN_IMAGES:  # a fraction of the epoch's mini-batches
-        cmd.append(f"trainer.limit_train_batches={images / TRAIN_IMAGES}")
+    if images < TRAIN_IMAGES:  # a smaller training split, validated on one batch
+        cmd += [f"data.val_size={MNIST_TRAIN - images}", "trainer.limit_val_batches=1"]
+    if single:
+        cmd.append("callbacks.stacked_steps=null")
     return cmd
 
 
@@ -130,8 +137,8 @@ def worker(args: argparse.Namespace) -> None:
 def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> dict:
     """One variant in a fresh process: median epoch seconds (scaled to 55k images) and peak RSS."""
     with tempfile.TemporaryDirectory() as run_dir:
-        if variant == "lightning":
-            cmd = lightning_command(model, args, images, run_dir)
+        if variant in ("lightning", "single"):
+            cmd = lightning_command(model, args, images, run_dir, single=variant == "single")
         else:
             cmd = [
                 sys.executable,
@@ -154,8 +161,9 @@ def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> 
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
             raise SystemExit(f"{variant} {model} failed: {' '.join(cmd)}")
-        if variant == "lightning":
+        if variant in ("lightning", "single"):
             result = {"epoch_seconds": json.loads((Path(run_dir) / "metrics.json").read_text())["epoch_seconds"]}
+            result["stacked"] = "mini-batches per Lightning step" in (Path(run_dir) / "train.log").read_text()
         else:
             result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
@@ -177,7 +185,7 @@ def main() -> None:
         help="train the CNN on this many images (default: 11,000 on CPU, all on CUDA)",
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/)")
-    parser.add_argument("--worker", choices=VARIANTS[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=VARIANTS[2:], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--images", type=int, default=TRAIN_IMAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,13 +221,20 @@ def main() -> None:
         f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     )
-    print("| model | (a) mnist_lab | (b) hand loop | (c) torchvision | a/b | c/a | peak RSS a/b/c (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| model | (a) mnist_lab | (a1) one mini-batch per step | (b) hand loop | (c) torchvision "
+        "| a/b | a1/b | c/a | peak RSS a/b/c (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, r in rows.items():
-        a, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)
-        rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in VARIANTS)
+        a, a1, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)
+        rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in ("lightning", "loop", "torchvision"))
         note = f" ({r['images_per_epoch']:,} images, scaled)" if r["images_per_epoch"] < TRAIN_IMAGES else ""
-        print(f"| {model}{note} | {a:.3f} | {b:.3f} | {c:.3f} | {a / b:.2f} | {c / a:.2f} | {rss} |")
+        stacked = "" if r["lightning"]["stacked"] else " (not stacked!)"
+        print(
+            f"| {model}{note} | {a:.3f}{stacked} | {a1:.3f} | {b:.3f} | {c:.3f} "
+            f"| {a / b:.2f} | {a1 / b:.2f} | {c / a:.2f} | {rss} |"
+        )
     print(f"whole command, 1-epoch softmax run with start-up and test: {command_seconds:.1f} s")
 
     out = args.out or Path(__file__).parent / "results" / f"train_speed_{args.device}.json"
