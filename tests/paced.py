@@ -15,3 +15,10 @@ class Pace(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         time.sleep(self.seconds)
+
+
+class StackSafePace(Pace):
+    """Pace that declares it does not care how many mini-batches a step holds, so that a run keeps
+    stacked steps (mnist_lab.fast_path)."""
+
+    stack_safe = True

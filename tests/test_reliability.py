@@ -136,17 +136,34 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
-def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, signum, children):
-    whole = subprocess.run(
-        [sys.executable, "-m", "mnist_lab", *SMALL_CNN, f"hydra.run.dir={tmp_path / 'whole'}"],
-        capture_output=True,
-        text=True,
-    )
+# Stacked steps (mnist_lab.fast_path): full softmax epochs, each Lightning step slowed to 20 ms.
+STACKED = [
+    "model=softmax",
+    "test=false",
+    "callbacks.accuracy_stop=null",
+    "trainer.max_epochs=3",
+    "+callbacks.pace={_target_:paced.StackSafePace,seconds:0.02}",
+    *QUIET,
+]
+TESTS_ON_PATH = {"PYTHONPATH": str(Path(__file__).parent)}
+
+
+@pytest.mark.parametrize(
+    ("signum", "args"),
+    [
+        pytest.param(signal.SIGINT, SMALL_CNN, id="SIGINT-single-steps"),
+        pytest.param(signal.SIGINT, STACKED, id="SIGINT-stacked-steps"),
+        pytest.param(signal.SIGTERM, SMALL_CNN, id="SIGTERM-single-steps", marks=pytest.mark.slow),
+    ],
+)
+def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, signum, args, children):
+    whole = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=TESTS_ON_PATH)
     assert whole.returncode == 0, whole.stdout[-2000:]
+    stacked = "mini-batches per Lightning step" in (tmp_path / "whole" / "train.log").read_text()
+    assert stacked == (args is STACKED)
 
     run = tmp_path / "cut"
-    child = children(*SMALL_CNN, f"hydra.run.dir={run}")
+    child = children(*args, f"hydra.run.dir={run}", env=TESTS_ON_PATH)
     wait_for(lambda: list((run / "checkpoints").glob("epoch_000*.ckpt")), alive=child)  # one epoch done
     child.proc.send_signal(signum)
     assert child.wait() == 128 + signum
@@ -154,7 +171,7 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
     stopped = json.loads((run / "metrics.json").read_text())
     assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 3
 
-    resumed = run_cli(f"resume={run}")
+    resumed = run_cli(f"resume={run}", "trust=[paced.]", env=TESTS_ON_PATH)
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", run))
     assert comparable(a) == comparable(b) and b["stop_reason"] == "max_epochs"
