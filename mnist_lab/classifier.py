@@ -37,6 +37,8 @@ class Classifier(L.LightningModule):
     manual optimization, so every Trainer flag keeps its meaning.
     """
 
+    takes_stacked_batches = True  # training_step also takes lists of mini-batches (mnist_lab.fast_path)
+
     def __init__(
         self,
         net: Mapping[str, Any],

@@ -37,7 +37,9 @@ def observes_batches(callback: Callback) -> bool:
     return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in PER_BATCH_HOOKS)
 
 
-def single_step_reasons(trainer: L.Trainer, datamodule: L.LightningDataModule | None) -> list[str]:
+def single_step_reasons(
+    trainer: L.Trainer, datamodule: L.LightningDataModule | None, module: L.LightningModule
+) -> list[str]:
     """What in this fit needs one mini-batch per Lightning step (empty: stacking changes nothing)."""
     checks = {
         "trainer.max_steps": trainer.max_steps != -1,
@@ -52,6 +54,7 @@ def single_step_reasons(trainer: L.Trainer, datamodule: L.LightningDataModule | 
         "a learning-rate scheduler": bool(trainer.lr_scheduler_configs),
         "data.augment": getattr(datamodule, "augment", None) is not None,
         "a datamodule without steps_per_batch": not hasattr(datamodule, "steps_per_batch"),
+        "a module whose training_step takes one mini-batch": not getattr(module, "takes_stacked_batches", False),
     }
     reasons = [name for name, applies in checks.items() if applies]
     reasons += [f"callback {type(c).__name__}" for c in trainer.callbacks if observes_batches(c)]
@@ -69,7 +72,7 @@ class StackedSteps(Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, not in setup: the optimizers and schedulers exist, and the training data is not loaded yet.
-        reasons = single_step_reasons(trainer, trainer.datamodule)
+        reasons = single_step_reasons(trainer, trainer.datamodule, pl_module)
         if self.size == 1 or reasons:
             if reasons:
                 log.info("training one mini-batch per step, as Lightning does (because of %s)", ", ".join(reasons))

@@ -14,12 +14,16 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
+from mnist_lab.classifier import Classifier
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.fast_path import single_step_reasons
 
 from conftest import QUIET, run_cli
 
 TESTS = Path(__file__).parent
+SOFTMAX = Classifier(
+    {"_target_": "mnist_lab.nets.SoftmaxRegression"}, {"_target_": "torch.optim.SGD", "_partial_": True}
+)
 STACKED = "training 10 mini-batches per Lightning step"
 
 
@@ -82,14 +86,17 @@ def test_stacked_steps_train_bit_for_bit_like_lightnings_single_steps(tmp_path):
 )
 def test_a_flag_or_callback_that_counts_training_batches_keeps_single_steps(tmp_path, flags, reason):
     trainer = L.Trainer(logger=False, default_root_dir=tmp_path, **flags)
-    assert reason in single_step_reasons(trainer, MNISTDataModule())
+    assert reason in single_step_reasons(trainer, MNISTDataModule(), SOFTMAX)
 
 
 def test_the_default_callbacks_leave_stacked_steps_on(tmp_path):
     callbacks = [ModelCheckpoint(monitor="val/acc", mode="max"), ModelCheckpoint(), EpochTimer(), GracefulInterrupt()]
     trainer = L.Trainer(logger=False, default_root_dir=tmp_path, callbacks=callbacks, max_epochs=3)
-    assert single_step_reasons(trainer, MNISTDataModule()) == []
-    assert "data.augment" in single_step_reasons(trainer, MNISTDataModule(augment=torch.nn.Identity()))
+    assert single_step_reasons(trainer, MNISTDataModule(), SOFTMAX) == []
+    assert single_step_reasons(trainer, MNISTDataModule(), L.LightningModule()) == [
+        "a module whose training_step takes one mini-batch"
+    ]
+    assert "data.augment" in single_step_reasons(trainer, MNISTDataModule(augment=torch.nn.Identity()), SOFTMAX)
 
 
 def test_max_steps_alone_stops_at_its_exact_step(tmp_path):
