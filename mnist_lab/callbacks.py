@@ -61,8 +61,8 @@ class TutorialLog(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks run before the module logs its epoch metrics, so read the metrics themselves.
         if trainer.current_epoch % self.every_n_epochs == 0 and not trainer.sanity_checking:
-            cost, accuracy = pl_module.train_epoch_metrics()
-            log.info(tutorial_line(trainer.current_epoch + 1, cost, accuracy))
+            cost, accuracy, _ = pl_module.train_epoch_metrics()
+            log.info(tutorial_line(trainer.current_epoch + 1, cost.item(), accuracy.item()))
 
 
 def tutorial_line(epoch: int, cost: float, accuracy: float) -> str:

@@ -60,9 +60,9 @@ class Classifier(L.LightningModule):
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(2)
         )
-        # The epoch's training sums (loss x images, correct, images): three tensor ops a step, where a
-        # metric update costs as much as a small network's step; the metrics take them once per epoch.
-        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
+        # This epoch's (loss, predictions, labels) per step: a metric update costs as much as a small
+        # network's step, so the training metrics take them all at once, at the epoch's end.
+        self.train_steps: list[tuple[Tensor, Tensor, Tensor]] = []
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
@@ -126,19 +126,20 @@ class Classifier(L.LightningModule):
                 f"the training loss became {loss.item()} in epoch {self.current_epoch + 1}, so training stopped; "
                 "the checkpoints saved before it are kept; lower optimizer.lr and train again"
             )
-        with torch.no_grad():
-            correct = (logits.argmax(-1) == y).sum()
-            self.train_sums[:2] += torch.stack((loss * y.numel(), correct.to(loss.dtype)))
-            self.train_sums[2] += y.numel()
+        self.train_steps.append((loss.detach(), logits.argmax(-1), y))
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self.train_sums.zero_()
+        self.train_steps = []
 
-    def train_epoch_metrics(self) -> tuple[float, float]:
-        """This process's mean training loss and accuracy over the epoch so far."""
-        loss_sum, correct, images = self.train_sums.tolist()
-        return loss_sum / max(images, 1), correct / max(images, 1)
+    def train_epoch_metrics(self) -> tuple[Tensor, Tensor, int]:
+        """This process's mean training loss and accuracy over the epoch so far, and its images."""
+        if not self.train_steps:
+            return torch.tensor(float("nan")), torch.tensor(float("nan")), 0
+        losses, predictions, labels = zip(*self.train_steps)
+        sizes = torch.tensor([len(y) for y in labels], device=losses[0].device)
+        loss = (torch.stack(losses).float() * sizes).sum() / sizes.sum()
+        return loss, (torch.cat(predictions) == torch.cat(labels)).float().mean(), int(sizes.sum())
 
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
@@ -160,10 +161,10 @@ class Classifier(L.LightningModule):
 
     # Metrics are logged once per epoch: logging a metric object costs about a millisecond a call.
     def on_train_epoch_end(self) -> None:
-        loss_sum, correct, images = self.train_sums
+        loss, accuracy, images = self.train_epoch_metrics()
         if images > 0:
-            self.train_loss.update(loss_sum / images, weight=images)
-            self.train_acc.update(correct / images, weight=images)
+            self.train_loss.update(loss, weight=images)
+            self.train_acc.update(accuracy, weight=images)
         self.log_dict({"train/loss": self.train_loss, "train/acc": self.train_acc}, prog_bar=True)
         # Lightning's x-axis counts training batches; stacked ones hold several optimizer steps.
         self.log("step", float(self.global_step))
