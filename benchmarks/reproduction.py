@@ -85,9 +85,10 @@ def curve(run: Path) -> dict[int, tuple[float, float]]:
     """Epoch (1-based, as the tutorial prints) -> (train/loss, train/acc) from a run's TensorBoard events."""
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})
     events.Reload()
-    epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")}
     loss = {e.step: e.value for e in events.Scalars("train/loss")}
-    return {epoch_at[e.step] + 1: (loss[e.step], e.value) for e in events.Scalars("train/acc") if e.step in loss}
+    # One train/acc point per finished epoch, filed under the optimizer step it ended at.
+    points = sorted((e.step, e.value) for e in events.Scalars("train/acc") if e.step in loss)
+    return {epoch: (loss[step], acc) for epoch, (step, acc) in enumerate(points, start=1)}
 
 
 def read_group(folder: Path) -> list[dict[str, Any]]:

@@ -166,15 +166,20 @@ class Classifier(L.LightningModule):
             self.train_loss.update(loss, weight=images)
             self.train_acc.update(accuracy, weight=images)
         self.log_dict({"train/loss": self.train_loss, "train/acc": self.train_acc}, prog_bar=True)
-        # Lightning's x-axis counts training batches; stacked ones hold several optimizer steps.
-        self.log("step", float(self.global_step))
+        self.log_dict(self.x_axis())
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         if not self.trainer.sanity_checking:  # the untrained model's score is not a best
             self.val_acc_best(self.val_acc.compute())
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on every rank
-            self.log("step", float(self.global_step))
+            self.log_dict(self.x_axis())
+
+    def x_axis(self) -> dict[str, float]:
+        """The step and epoch the loggers file epoch metrics under, as Lightning does when nothing names
+        them; named here because Lightning's default step counts training batches, and stacked ones
+        (mnist_lab.fast_path) hold several optimizer steps."""
+        return {"step": float(self.global_step), "epoch": float(self.current_epoch)}
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})

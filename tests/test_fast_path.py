@@ -40,10 +40,10 @@ def last_checkpoint(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
 
 
-def logged_steps(run_dir: Path, tag: str) -> list[int]:
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    return [e.step for e in events.Scalars(tag)]
+    return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
 def test_stacked_steps_train_bit_for_bit_like_lightnings_single_steps(tmp_path):
@@ -60,7 +60,10 @@ def test_stacked_steps_train_bit_for_bit_like_lightnings_single_steps(tmp_path):
     metrics_a, metrics_b = (json.loads((r / "metrics.json").read_text()) for r in (stacked, single))
     for key in ("train/loss", "train/acc", "val/acc", "val/acc_best"):
         assert metrics_a[key] == pytest.approx(metrics_b[key], abs=1e-6)
-    assert logged_steps(stacked, "train/acc") == logged_steps(single, "train/acc") == [184, 368]
+    assert [step for step, _ in scalars(stacked, "train/acc")] == [184, 368]
+    for tag in ("train/acc", "val/acc", "epoch"):  # the same curves, filed under the same steps and epochs
+        assert scalars(stacked, tag) == scalars(single, tag)
+    assert {epoch for _, epoch in scalars(stacked, "epoch")} == {0.0, 1.0}
 
     # Backward and optimizer-step callbacks see every optimizer step, with its own global_step.
     for name in ("stacked", "single"):
