@@ -69,6 +69,7 @@ class StackedSteps(Callback):
         if size < 1:
             raise ValueError(f"StackedSteps size must be at least 1, got {size}")
         self.size = size
+        self.stacking = False  # whether this fit's module takes stacks, to undo at teardown
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, not in setup: the optimizers and schedulers exist, and the training data is not loaded yet.
@@ -80,11 +81,13 @@ class StackedSteps(Callback):
         log.info("training %d mini-batches per Lightning step (callbacks.stacked_steps)", self.size)
         pl_module.automatic_optimization = False
         trainer.datamodule.steps_per_batch = self.size
+        self.stacking = True
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        pl_module.automatic_optimization = True  # tests and later fits start from Lightning's default
-        if hasattr(trainer.datamodule, "steps_per_batch"):
+        if self.stacking:  # later tests and fits start from the module's and datamodule's own settings
+            pl_module.automatic_optimization = True
             trainer.datamodule.steps_per_batch = 1
+            self.stacking = False
 
 
 def share_step_count(checkpoint: dict[str, Any]) -> None:

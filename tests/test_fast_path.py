@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
 from mnist_lab.classifier import Classifier
 from mnist_lab.data import MNISTDataModule
-from mnist_lab.fast_path import single_step_reasons
+from mnist_lab.fast_path import StackedSteps, single_step_reasons
 
 from conftest import QUIET, run_cli
 
@@ -129,3 +129,37 @@ def test_stacked_steps_train_in_mixed_precision(tmp_path):
     assert STACKED in (run_dir / "train.log").read_text()
     assert last_checkpoint(run_dir)["global_step"] == 550
     assert json.loads((run_dir / "metrics.json").read_text())["val/acc"] > 0.85
+
+
+class ManualModule(L.LightningModule):
+    """A user's own module with manual optimization: stacked steps never apply to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.layer = torch.nn.Linear(784, 10)
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(torch.nn.functional.cross_entropy(self.layer(batch[0].flatten(1)), batch[1]))
+        optimizer.step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_module_of_the_users_own_keeps_its_optimization_mode_through_fit(tmp_path):
+    module, datamodule = ManualModule(), MNISTDataModule(download=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        callbacks=[StackedSteps()],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert module.automatic_optimization is False and trainer.global_step == 550
