@@ -11,7 +11,9 @@
 (b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors.
 (c) `torchvision`: the same loop fed by torchvision MNIST + ToTensor + DataLoader.
 Each variant runs in its own process so that its peak memory is its own. Every timing is the median
-of the epochs after the first. `--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k):
+of the epochs after the first. `--rounds` runs all variants of a model one after another that many
+times; a ratio is the median of the rounds' own ratios, so that a slow spell of a shared machine
+falls on both sides of it. `--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k):
 the training split shrinks (`data.val_size`), so that no batch limit changes the path the run takes.
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 TRAIN_IMAGES = 55_000
 VARIANTS = ("lightning", "single", "loop", "torchvision")  # (a), (a1), (b), (c)
+RATIOS = {"a/b": ("lightning", "loop"), "a1/b": ("single", "loop"), "c/a": ("torchvision", "lightning")}
 MNIST_TRAIN = 60_000  # the training file's images: validation split + training split
 
 
@@ -172,11 +175,17 @@ def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> 
     return result
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median seconds per epoch (of an odd number; the faster middle one of an even)."""
+    return sorted(runs, key=lambda r: r["seconds_per_epoch"])[(len(runs) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--models", nargs="+", default=["softmax", "mlp", "cnn"])
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every variant, interleaved")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument(
         "--cnn-images",
@@ -196,8 +205,13 @@ def main() -> None:
     rows = {}
     for model in args.models:
         images = cnn_images if model == "cnn" else TRAIN_IMAGES
-        rows[model] = {v: measure(v, model, args, images) for v in VARIANTS}
+        rounds = [{v: measure(v, model, args, images) for v in VARIANTS} for _ in range(args.rounds)]
+        rows[model] = {v: median_run([r[v] for r in rounds]) for v in VARIANTS}
         rows[model]["images_per_epoch"] = images
+        rows[model]["rounds"] = [{v: r[v]["seconds_per_epoch"] for v in VARIANTS} for r in rounds]
+        for name, (top, bottom) in RATIOS.items():
+            per_round = [r[top]["seconds_per_epoch"] / r[bottom]["seconds_per_epoch"] for r in rounds]
+            rows[model][name] = {"median": statistics.median(per_round), "min": min(per_round), "max": max(per_round)}
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -219,7 +233,7 @@ def main() -> None:
 
     print(
         f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
-        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores), median of {args.rounds} rounds"
     )
     print(
         "| model | (a) mnist_lab | (a1) one mini-batch per step | (b) hand loop | (c) torchvision "
@@ -231,10 +245,10 @@ def main() -> None:
         rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in ("lightning", "loop", "torchvision"))
         note = f" ({r['images_per_epoch']:,} images, scaled)" if r["images_per_epoch"] < TRAIN_IMAGES else ""
         stacked = "" if r["lightning"]["stacked"] else " (not stacked!)"
-        print(
-            f"| {model}{note} | {a:.3f}{stacked} | {a1:.3f} | {b:.3f} | {c:.3f} "
-            f"| {a / b:.2f} | {a1 / b:.2f} | {c / a:.2f} | {rss} |"
-        )
+        ratios = " | ".join(f"{r[name]['median']:.2f}" for name in RATIOS)
+        print(f"| {model}{note} | {a:.3f}{stacked} | {a1:.3f} | {b:.3f} | {c:.3f} | {ratios} | {rss} |")
+    for model, r in rows.items():
+        print(f"{model} a/b by round: " + ", ".join(f"{x['lightning'] / x['loop']:.2f}" for x in r["rounds"]))
     print(f"whole command, 1-epoch softmax run with start-up and test: {command_seconds:.1f} s")
 
     out = args.out or Path(__file__).parent / "results" / f"train_speed_{args.device}.json"
@@ -244,6 +258,7 @@ def main() -> None:
             {
                 "device": args.device,
                 "batch_size": args.batch_size,
+                "rounds": args.rounds,
                 "models": rows,
                 "command_seconds_softmax_1_epoch": command_seconds,
             },

@@ -63,6 +63,8 @@ class Classifier(L.LightningModule):
         # This epoch's (loss, predictions, labels) per step: a metric update costs as much as a small
         # network's step, so the training metrics take them all at once, at the epoch's end.
         self.train_steps: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.scales_inputs = True  # whether scale() changes the inputs: set when training starts
+        self.plain_backward = False  # stacked steps where nothing hooks backward (mnist_lab.fast_path)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
@@ -96,6 +98,8 @@ class Classifier(L.LightningModule):
             state["input_std"] = torch.tensor(float(data.get("std", 1.0)))
 
     def on_train_start(self) -> None:
+        # (x - 0) / 1 takes as long as a softmax step: training skips the scaling when it changes nothing.
+        self.scales_inputs = bool(self.input_mean != 0 or self.input_std != 1)
         if self.hparams.compile and self._compiled_forward is None:
             # Training steps only: a compiled function (not a submodule) leaves checkpoint keys and
             # TensorBoard's graph tracing (torch.jit cannot trace compiled code) untouched.
@@ -107,27 +111,38 @@ class Classifier(L.LightningModule):
         Given a list of mini-batches by mnist_lab.fast_path, make one optimizer step per mini-batch
         through Lightning's manual optimization instead."""
         if self.automatic_optimization:
-            return self.step_loss(batch)
+            loss = self.step_loss(batch)
+            self.check_finite(loss)
+            return loss
         optimizer = self.optimizers()
+        losses = []
         for mini_batch in batch:
             loss = self.step_loss(mini_batch)
             optimizer.zero_grad()
-            self.manual_backward(loss)
+            # manual_backward runs the backward hooks; where none acts (fast_path), it comes to loss.backward()
+            loss.backward() if self.plain_backward else self.manual_backward(loss)
             optimizer.step()
+            losses.append(loss.detach())
+        # Once per stack: each check waits for the device to finish. No checkpoint is saved in between.
+        self.check_finite(torch.stack(losses))
         return None
 
     def step_loss(self, batch: Batch) -> Tensor:
         """One training mini-batch's loss, added to the epoch's training metrics."""
         x, y = batch
-        logits = (self._compiled_forward or self.net)(self.scale(x))
+        logits = (self._compiled_forward or self.net)(self.scale(x) if self.scales_inputs else x)
         loss = F.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the training loss became {loss.item()} in epoch {self.current_epoch + 1}, so training stopped; "
-                "the checkpoints saved before it are kept; lower optimizer.lr and train again"
-            )
         self.train_steps.append((loss.detach(), logits.argmax(-1), y))
         return loss
+
+    def check_finite(self, losses: Tensor) -> None:
+        """Stop training with NonFiniteLossError once a training loss is NaN or infinite."""
+        if not torch.isfinite(losses).all():
+            bad = losses[~torch.isfinite(losses)][0].item()
+            raise NonFiniteLossError(
+                f"the training loss became {bad} in epoch {self.current_epoch + 1}, so training stopped; "
+                "the checkpoints saved before it are kept; lower optimizer.lr and train again"
+            )
 
     def on_train_epoch_start(self) -> None:
         self.train_steps = []

@@ -16,13 +16,25 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.profilers import PassThroughProfiler
+from lightning.pytorch.strategies import Strategy
 
 log = logging.getLogger(__name__)
 
 # Callback hooks that run once per training batch and so would see stacks rather than mini-batches
 # (manual optimization also never calls on_before_zero_grad).
 PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad")
+
+
+# What `manual_backward` runs around `loss.backward()`: hooks of callbacks, of the module, of the
+# strategy and of the precision plugin.
+BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
+
+
+def overrides(obj: object, base: type, *names: str) -> bool:
+    """Whether the class of `obj` replaces any of the methods `names` of `base`."""
+    return any(getattr(type(obj), name) is not getattr(base, name) for name in names)
 
 
 def observes_batches(callback: Callback) -> bool:
@@ -61,6 +73,24 @@ def single_step_reasons(
     return reasons
 
 
+def backward_hooks(trainer: L.Trainer, module: L.LightningModule) -> list[str]:
+    """What in this fit acts on a backward pass besides `loss.backward()` (empty: `manual_backward` would
+    come down to `loss.backward()`, so stacked steps call it directly)."""
+    precision = trainer.precision_plugin
+    checks = {
+        "the strategy": overrides(trainer.strategy, Strategy, "pre_backward", "backward", "post_backward"),
+        # bf16-mixed's pre_backward scales the loss only with a gradient scaler (16-mixed has one)
+        "the precision plugin": getattr(precision, "scaler", None) is not None
+        or overrides(precision, Precision, "backward", "post_backward")
+        or type(precision).pre_backward not in (Precision.pre_backward, MixedPrecision.pre_backward),
+        "the module": overrides(module, L.LightningModule, "backward", *BACKWARD_HOOKS),
+    }
+    hooks = [name for name, applies in checks.items() if applies]
+    return hooks + [
+        f"callback {type(c).__name__}" for c in trainer.callbacks if overrides(c, Callback, *BACKWARD_HOOKS)
+    ]
+
+
 class StackedSteps(Callback):
     """Give the module `size` mini-batches per training step when `single_step_reasons` finds nothing
     that would notice; log which path the fit takes and why."""
@@ -78,14 +108,21 @@ class StackedSteps(Callback):
             if reasons:
                 log.info("training one mini-batch per step, as Lightning does (because of %s)", ", ".join(reasons))
             return
-        log.info("training %d mini-batches per Lightning step (callbacks.stacked_steps)", self.size)
+        hooks = backward_hooks(trainer, pl_module)
+        log.info(
+            "training %d mini-batches per Lightning step (callbacks.stacked_steps), %s",
+            self.size,
+            f"backward through manual_backward for {', '.join(hooks)}" if hooks else "plain loss.backward()",
+        )
         pl_module.automatic_optimization = False
+        pl_module.plain_backward = not hooks
         trainer.datamodule.steps_per_batch = self.size
         self.stacking = True
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.stacking:  # later tests and fits start from the module's and datamodule's own settings
             pl_module.automatic_optimization = True
+            pl_module.plain_backward = False
             trainer.datamodule.steps_per_batch = 1
             self.stacking = False
 

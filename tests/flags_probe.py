@@ -94,3 +94,18 @@ class StepProbe(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path.write_text(json.dumps(self.steps))
+
+
+class OptimizerStepProbe(L.Callback):
+    """Writes `path`: the global step each optimizer-step hook saw. It hooks neither backward nor any
+    per-batch event, so stacked steps call `loss.backward()` directly."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.steps: dict[str, list[int]] = {"before_optimizer_step": []}
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        self.steps["before_optimizer_step"].append(trainer.global_step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.write_text(json.dumps(self.steps))

@@ -11,12 +11,13 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.plugins.precision import MixedPrecision
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lab.callbacks import EpochTimer, GracefulInterrupt
 from mnist_lab.classifier import Classifier
 from mnist_lab.data import MNISTDataModule
-from mnist_lab.fast_path import StackedSteps, single_step_reasons
+from mnist_lab.fast_path import StackedSteps, backward_hooks, single_step_reasons
 
 from conftest import QUIET, run_cli
 
@@ -27,9 +28,9 @@ SOFTMAX = Classifier(
 STACKED = "training 10 mini-batches per Lightning step"
 
 
-def run(tmp_path: Path, name: str, *overrides: str) -> Path:
-    """The real command, with a probe of the per-step hooks; returns the run folder."""
-    probe = f"+callbacks.probe={{_target_:flags_probe.StepProbe,path:{tmp_path / name}.json}}"
+def run(tmp_path: Path, name: str, *overrides: str, probe: str = "StepProbe") -> Path:
+    """The real command, with a probe of the per-step hooks (flags_probe); returns the run folder."""
+    probe = f"+callbacks.probe={{_target_:flags_probe.{probe},path:{tmp_path / name}.json}}"
     args = ["trainer.accelerator=cpu", "test=false", "callbacks.accuracy_stop=null", *QUIET, probe, *overrides]
     result = run_cli(*args, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -49,26 +50,34 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 def test_stacked_steps_train_bit_for_bit_like_lightnings_single_steps(tmp_path):
     # Batches of 300: 184 mini-batches an epoch, so the last stack holds 4 and the last mini-batch 100.
     common = ["model=mlp", "model.dropout=0.2", "data.batch_size=300", "trainer.max_epochs=2"]
-    stacked = run(tmp_path, "stacked", *common)
+    stacked = run(tmp_path, "stacked", *common)  # its probe hooks backward: manual_backward
+    plain = run(tmp_path, "plain", *common, probe="OptimizerStepProbe")  # nothing hooks backward
     single = run(tmp_path, "single", *common, "callbacks.stacked_steps=null")
-    assert STACKED in (stacked / "train.log").read_text()
+    assert f"{STACKED} (callbacks.stacked_steps), backward through manual_backward for callback StepProbe" in (
+        (stacked / "train.log").read_text()
+    )
+    assert f"{STACKED} (callbacks.stacked_steps), plain loss.backward()" in (plain / "train.log").read_text()
 
-    a, b = last_checkpoint(stacked), last_checkpoint(single)
-    assert a["global_step"] == b["global_step"] == 2 * 184
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
-    metrics_a, metrics_b = (json.loads((r / "metrics.json").read_text()) for r in (stacked, single))
-    for key in ("train/loss", "train/acc", "val/acc", "val/acc_best"):
-        assert metrics_a[key] == pytest.approx(metrics_b[key], abs=1e-6)
+    expected = last_checkpoint(single)
+    assert expected["global_step"] == 2 * 184
+    for run_dir in (stacked, plain):
+        checkpoint = last_checkpoint(run_dir)
+        assert checkpoint["global_step"] == expected["global_step"]
+        assert checkpoint["state_dict"].keys() == expected["state_dict"].keys()
+        assert all(torch.equal(checkpoint["state_dict"][k], v) for k, v in expected["state_dict"].items())
+        metrics, expected_metrics = (json.loads((r / "metrics.json").read_text()) for r in (run_dir, single))
+        for key in ("train/loss", "train/acc", "val/acc", "val/acc_best"):
+            assert metrics[key] == pytest.approx(expected_metrics[key], abs=1e-6)
+        for tag in ("train/acc", "val/acc", "epoch"):  # the same curves, filed under the same steps and epochs
+            assert scalars(run_dir, tag) == scalars(single, tag)
     assert [step for step, _ in scalars(stacked, "train/acc")] == [184, 368]
-    for tag in ("train/acc", "val/acc", "epoch"):  # the same curves, filed under the same steps and epochs
-        assert scalars(stacked, tag) == scalars(single, tag)
     assert {epoch for _, epoch in scalars(stacked, "epoch")} == {0.0, 1.0}
 
     # Backward and optimizer-step callbacks see every optimizer step, with its own global_step.
     for name in ("stacked", "single"):
         seen = json.loads((tmp_path / f"{name}.json").read_text())
         assert seen["before_backward"] == seen["after_backward"] == seen["before_optimizer_step"] == list(range(368))
+    assert json.loads((tmp_path / "plain.json").read_text())["before_optimizer_step"] == list(range(368))
 
 
 @pytest.mark.parametrize(
@@ -100,6 +109,30 @@ def test_the_default_callbacks_leave_stacked_steps_on(tmp_path):
         "a module whose training_step takes one mini-batch"
     ]
     assert "data.augment" in single_step_reasons(trainer, MNISTDataModule(augment=torch.nn.Identity()), SOFTMAX)
+
+
+class BackwardHook(L.LightningModule):
+    def on_after_backward(self) -> None: ...
+
+
+class GradientWatcher(L.Callback):
+    def on_before_backward(self, trainer, pl_module, loss) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("flags", "module", "hooks"),
+    [
+        ({}, SOFTMAX, []),
+        ({"precision": "bf16-mixed"}, SOFTMAX, []),
+        ({"callbacks": [GradientWatcher()]}, SOFTMAX, ["callback GradientWatcher"]),
+        ({}, BackwardHook(), ["the module"]),
+        ({"plugins": [MixedPrecision("16-mixed", "cpu")]}, SOFTMAX, ["the precision plugin"]),  # a loss scaler
+        ({"strategy": "ddp", "devices": 1}, SOFTMAX, ["the strategy"]),
+    ],
+)
+def test_stacked_steps_call_plain_backward_only_where_nothing_else_acts_on_it(tmp_path, flags, module, hooks):
+    trainer = L.Trainer(logger=False, default_root_dir=tmp_path, accelerator="cpu", **flags)
+    assert backward_hooks(trainer, module) == hooks
 
 
 def test_max_steps_alone_stops_at_its_exact_step(tmp_path):
@@ -163,3 +196,30 @@ def test_a_module_of_the_users_own_keeps_its_optimization_mode_through_fit(tmp_p
     )
     trainer.fit(module, datamodule=datamodule)
     assert module.automatic_optimization is False and trainer.global_step == 550
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_the_network_trains_on_scaled_pixels_exactly_when_data_normalize_is_set(tmp_path, normalize):
+    module = Classifier(
+        {"_target_": "mnist_lab.nets.SoftmaxRegression"}, {"_target_": "torch.optim.Adam", "_partial_": True}
+    )
+    inputs = []
+    module.net.register_forward_hook(
+        lambda net, args, out: inputs.append(args[0].mean().item()) if net.training else None
+    )
+    datamodule = MNISTDataModule(download=False, normalize=normalize, val_size=59_000)  # 1,000 training images
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        callbacks=[StackedSteps()],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert len(inputs) == 10
+    if normalize:
+        assert all(abs(mean) < 0.1 for mean in inputs)  # (x - 0.13) / 0.31 over a batch
+    else:
+        assert all(0.09 < mean < 0.17 for mean in inputs)  # pixels in [0, 1] as read
