@@ -4,7 +4,9 @@ Lightning spends about 0.3 ms of Python on every training step; for the small MN
 long as the step itself. `StackedSteps` hands the module `size` mini-batches at once, and the module
 makes one optimizer step per mini-batch through Lightning's manual optimization (`manual_backward`,
 `LightningOptimizer.step`), so the backward and optimizer-step hooks of every callback, the precision
-plugin and `global_step` still see each step. It applies only where no flag, callback or setting counts
+plugin and `global_step` still see each step. Where nothing acts on a backward pass (`backward_hooks`),
+`manual_backward` would come down to `loss.backward()`, and the module calls that itself: two hook
+dispatches to every callback fewer per step. It applies only where no flag, callback or setting counts
 or observes the individual training batches; anywhere else training takes Lightning's ordinary path.
 Both paths draw the same mini-batches in the same order and compute the same steps.
 """
