@@ -182,18 +182,23 @@ class ManualModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_a_module_of_the_users_own_keeps_its_optimization_mode_through_fit(tmp_path):
-    module, datamodule = ManualModule(), MNISTDataModule(download=False)
-    trainer = L.Trainer(
+def quiet_trainer(tmp_path: Path, **flags) -> L.Trainer:
+    """A one-epoch CPU Trainer that writes nothing, with stacked steps on."""
+    return L.Trainer(
         accelerator="cpu",
         max_epochs=1,
-        limit_val_batches=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         default_root_dir=tmp_path,
         callbacks=[StackedSteps()],
+        **flags,
     )
+
+
+def test_a_module_of_the_users_own_keeps_its_optimization_mode_through_fit(tmp_path):
+    module, datamodule = ManualModule(), MNISTDataModule(download=False)
+    trainer = quiet_trainer(tmp_path, limit_val_batches=1)
     trainer.fit(module, datamodule=datamodule)
     assert module.automatic_optimization is False and trainer.global_step == 550
 
@@ -208,16 +213,7 @@ def test_the_network_trains_on_scaled_pixels_exactly_when_data_normalize_is_set(
         lambda net, args, out: inputs.append(args[0].mean().item()) if net.training else None
     )
     datamodule = MNISTDataModule(download=False, normalize=normalize, val_size=59_000)  # 1,000 training images
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-        callbacks=[StackedSteps()],
-    )
-    trainer.fit(module, datamodule=datamodule)
+    quiet_trainer(tmp_path).fit(module, datamodule=datamodule)
     assert len(inputs) == 10
     if normalize:
         assert all(abs(mean) < 0.1 for mean in inputs)  # (x - 0.13) / 0.31 over a batch
