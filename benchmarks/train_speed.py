@@ -8,7 +8,8 @@
     it takes stacked steps (mnist_lab.fast_path), as a default run does.
 (a1) `single`: the same command with `callbacks.stacked_steps=null`: one mini-batch per Lightning step,
     the path any run with a per-batch flag or callback takes.
-(b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors.
+(b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors, in a
+    process that never imports Lightning.
 (c) `torchvision`: the same loop fed by torchvision MNIST + ToTensor + DataLoader.
 Each variant runs in its own process so that its peak memory is its own. Every timing is the median
 of the epochs after the first. `--rounds` runs all variants of a model one after another that many
@@ -71,17 +72,20 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
 
 
 def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int, torchvision_path: bool) -> dict:
-    """(b) and (c): a hand-written training loop over tensors, or over torchvision's DataLoader."""
+    """(b) and (c): a hand-written training loop over tensors, or over torchvision's DataLoader, in a
+    process that never imports Lightning (importing it changes how torch checks for CUDA)."""
     import torch
     import torch.nn.functional as F
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mnist_lab.cli import config_dir
-    from mnist_lab.data import MNISTDataModule
+    from mnist_lab import datasets
 
     torch.manual_seed(0)
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    if not (conf / "train.yaml").is_file():
+        conf = Path(datasets.__file__).parent / "conf"  # an installed wheel
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=."])
     net = instantiate(cfg.model).to(device)
     optimizer = instantiate(cfg.optimizer)(params=net.parameters())
@@ -96,9 +100,10 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
         loader = DataLoader(train, batch_size=batch_size, shuffle=True)
         batches = lambda: ((x.to(device), y.to(device)) for x, y in loader)  # noqa: E731
     else:
-        dm = MNISTDataModule(download=False)
-        dm.setup()
-        xs, ys = (t[:images].to(device) for t in dm.data_train.tensors)
+        x, y = datasets.load(datasets.dataset("MNIST"), None)["train"]
+        # The training split (after the first 5,000 images), as floats in [0, 1] on the device.
+        xs = x[5000 : 5000 + images].unsqueeze(1).to(device, torch.float32).div_(255)
+        ys = y[5000 : 5000 + images].to(device)
 
         def batches():
             order = torch.randperm(len(xs), device=device)
@@ -117,6 +122,8 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
         if device == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
+    if "lightning" in sys.modules:
+        raise SystemExit("the hand-written loop imported Lightning")
     return {"epoch_seconds": seconds}
 
 

@@ -23,6 +23,7 @@ from mnist_lab.classifier import Classifier
 from mnist_lab.cli import config_dir, entry_point
 from mnist_lab.config_checks import check_config
 from mnist_lab.errors import Interrupted, NonFiniteLossError, UserError
+from mnist_lab.hardware import skip_nvml_where_missing
 from mnist_lab.launch import check_launch, prepare_command_line, recover_spawned_state, stop_reason
 from mnist_lab.tracking import log_results
 
@@ -54,6 +55,7 @@ def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, epoch
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test its best checkpoint, and write `metrics.json` in the run folder."""
     check_config(cfg)
+    skip_nvml_where_missing()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     if cfg.get("seed") is not None:
