@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad")
 
 
-# What `manual_backward` runs around `loss.backward()`: hooks of callbacks, of the module, of the
-# strategy and of the precision plugin.
+# The callback and module hooks `manual_backward` runs around `loss.backward()` (the strategy and the
+# precision plugin add their own steps: see backward_hooks).
 BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
 
 
