@@ -80,12 +80,10 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
     from hydra.utils import instantiate
 
     from mnist_lab import datasets
+    from mnist_lab.cli import config_dir
 
     torch.manual_seed(0)
-    conf = Path(__file__).resolve().parent.parent / "conf"
-    if not (conf / "train.yaml").is_file():
-        conf = Path(datasets.__file__).parent / "conf"  # an installed wheel
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=."])
     net = instantiate(cfg.model).to(device)
     optimizer = instantiate(cfg.optimizer)(params=net.parameters())

@@ -54,7 +54,7 @@ class Classifier(L.LightningModule):
         self.register_buffer("input_mean", torch.tensor(0.0))
         self.register_buffer("input_std", torch.tensor(1.0))
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
-        # Losses are checked for NaN by training_step itself, once per step.
+        # Losses are checked for NaN by training_step itself (check_finite).
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.train_acc = MeanMetric(nan_strategy="disable")
         self.val_acc, self.test_acc = (
@@ -115,16 +115,14 @@ class Classifier(L.LightningModule):
             self.check_finite(loss)
             return loss
         optimizer = self.optimizers()
-        losses = []
         for mini_batch in batch:
             loss = self.step_loss(mini_batch)
             optimizer.zero_grad()
             # manual_backward runs the backward hooks; where none acts (fast_path), it comes to loss.backward()
             loss.backward() if self.plain_backward else self.manual_backward(loss)
             optimizer.step()
-            losses.append(loss.detach())
         # Once per stack: each check waits for the device to finish. No checkpoint is saved in between.
-        self.check_finite(torch.stack(losses))
+        self.check_finite(torch.stack([loss for loss, _, _ in self.train_steps[-len(batch) :]]))
         return None
 
     def step_loss(self, batch: Batch) -> Tensor:

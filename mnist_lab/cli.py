@@ -16,7 +16,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from mnist_lab import hardware  # noqa: F401  registers ${mnist_lab.fast_precision:} for the presets
@@ -82,6 +81,9 @@ def user_message(err: Exception) -> str | None:
         return str(err)
     if isinstance(err, InstantiationException):  # a constructor refused a config value
         return f"{err.__cause__ or err}; fix that override"
+    # Imported here, so that reading the configs (config_dir) does not import Lightning.
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     if isinstance(err, MisconfigurationException):  # Lightning's own words on Trainer settings
         return f"{err}; fix the trainer.* override"
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):

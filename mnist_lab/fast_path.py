@@ -48,7 +48,7 @@ def observes_batches(callback: Callback) -> bool:
         return "'every_n_train_steps': 0" not in callback.state_key or "'train_time_interval': None" not in (
             callback.state_key
         )
-    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in PER_BATCH_HOOKS)
+    return overrides(callback, Callback, *PER_BATCH_HOOKS)
 
 
 def single_step_reasons(
