@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from mnist_lab.callbacks import EpochTimer
+from mnist_lab.training.callbacks import EpochTimer
 
 
 class AccuracyClock(L.Callback):

@@ -5,7 +5,7 @@
 `--runs` holds one folder per group of seeds, each with one run folder per seed, e.g.
 `runs/tutorial_mlp/seed1`, made by
 `python -m mnist_lab experiment=tutorial_mlp seed=1 hydra.run.dir=runs/tutorial_mlp/seed1`.
-Groups: tutorial_softmax, tutorial_softmax_normal (model.init=normal), tutorial_mlp, tutorial_cnn,
+Groups: tutorial_softmax, tutorial_softmax_normal (model.net.init=normal), tutorial_mlp, tutorial_cnn,
 best_softmax, best_mlp, best_cnn; missing groups are left out of the report.
 """
 
@@ -241,7 +241,7 @@ def report(runs_dir: Path, out: Path) -> str:
             f"start from cost log 10 = 2.30, so their first epoch averages {first['tutorial_softmax']:.2f}, "
             f"nowhere near 10.12, and they end higher, at {test['tutorial_softmax']:.4f}. "
             "The preset keeps the code's zeros; "
-            "`model.init=normal` replays the log.",
+            "`model.net.init=normal` replays the log.",
         ]
     lines += ["", f"![training curves]({image.name})", ""]
 

@@ -180,9 +180,9 @@ def serve_naive(ckpt: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, Request
 
-    from mnist_lab.checkpoints import load_checkpoint
-    from mnist_lab.images import decode_grayscale, to_mnist
-    from mnist_lab.inference import logits
+    from mnist_lab.checkpoints.inference import logits
+    from mnist_lab.checkpoints.load import load_checkpoint
+    from mnist_lab.data.images import decode_grayscale, to_mnist
 
     loaded = load_checkpoint(ckpt)
     app = FastAPI()

@@ -4,10 +4,10 @@
     python benchmarks/train_speed.py --device cuda --epochs 6
 
 (a) `lightning`: mnist_lab's real command (`python -m mnist_lab ...`), default callbacks, logger and
-    progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation);
-    it takes stacked steps (mnist_lab.fast_path), as a default run does.
-(a1) `single`: the same command with `callbacks.stacked_steps=null`: one mini-batch per Lightning step,
-    the path any run with a per-batch flag or callback takes.
+    progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation):
+    Lightning's ordinary loop, one mini-batch per step, as a default run trains.
+(s) `stacked`: the same command with the opt-in `steps=stacked` (mnist_lab/training/stacked.py): 10
+    mini-batches per Lightning step, the same optimizer steps.
 (b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors, in a
     process that never imports Lightning.
 (c) `torchvision`: the same loop fed by torchvision MNIST + ToTensor + DataLoader.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from mnist_lab.training.hardware import cpu_model
+
 TRAIN_IMAGES = 55_000
-VARIANTS = ("lightning", "single", "loop", "torchvision")  # (a), (a1), (b), (c)
-RATIOS = {"a/b": ("lightning", "loop"), "a1/b": ("single", "loop"), "c/a": ("torchvision", "lightning")}
+VARIANTS = ("lightning", "stacked", "loop", "torchvision")  # (a), (s), (b), (c)
+RATIOS = {"a/b": ("lightning", "loop"), "s/b": ("stacked", "loop"), "c/a": ("torchvision", "lightning")}
 MNIST_TRAIN = 60_000  # the training file's images: validation split + training split
 
 
@@ -41,7 +42,7 @@ def extracted_mnist(folder: str) -> str:
     """torchvision's MNIST reads uncompressed files: extract the packaged copy into `folder`."""
     import gzip
 
-    from mnist_lab.datasets import PACKAGED
+    from mnist_lab.data.files import PACKAGED
 
     raw = Path(folder) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ def extracted_mnist(folder: str) -> str:
     return folder
 
 
-def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str, single: bool) -> list[str]:
+def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str, stacked: bool) -> list[str]:
     """(a) The user's command; its run folder's metrics.json holds each epoch's training seconds."""
     cmd = [
         sys.executable,
@@ -66,8 +67,8 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
     ]
     if images < TRAIN_IMAGES:  # a smaller training split, validated on one batch
         cmd += [f"data.val_size={MNIST_TRAIN - images}", "trainer.limit_val_batches=1"]
-    if single:
-        cmd.append("callbacks.stacked_steps=null")
+    if stacked:
+        cmd.append("steps=stacked")
     return cmd
 
 
@@ -79,13 +80,13 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mnist_lab import datasets
-    from mnist_lab.cli import config_dir
+    from mnist_lab.cli.command import config_dir
+    from mnist_lab.data import files as datasets
 
     torch.manual_seed(0)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=."])
-    net = instantiate(cfg.model).to(device)
+    net = instantiate(cfg.model.net).to(device)
     optimizer = instantiate(cfg.optimizer)(params=net.parameters())
 
     if torchvision_path:
@@ -145,8 +146,8 @@ def worker(args: argparse.Namespace) -> None:
 def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> dict:
     """One variant in a fresh process: median epoch seconds (scaled to 55k images) and peak RSS."""
     with tempfile.TemporaryDirectory() as run_dir:
-        if variant in ("lightning", "single"):
-            cmd = lightning_command(model, args, images, run_dir, single=variant == "single")
+        if variant in ("lightning", "stacked"):
+            cmd = lightning_command(model, args, images, run_dir, stacked=variant == "stacked")
         else:
             cmd = [
                 sys.executable,
@@ -169,7 +170,7 @@ def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> 
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
             raise SystemExit(f"{variant} {model} failed: {' '.join(cmd)}")
-        if variant in ("lightning", "single"):
+        if variant in ("lightning", "stacked"):
             result = {"epoch_seconds": json.loads((Path(run_dir) / "metrics.json").read_text())["epoch_seconds"]}
             result["stacked"] = "mini-batches per Lightning step" in (Path(run_dir) / "train.log").read_text()
         else:
@@ -238,22 +239,23 @@ def main() -> None:
 
     print(
         f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
-        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores), median of {args.rounds} rounds"
+        f"({cpu_model()}, {os.cpu_count()} cores), median of {args.rounds} rounds"
     )
     print(
-        "| model | (a) mnist_lab | (a1) one mini-batch per step | (b) hand loop | (c) torchvision "
-        "| a/b | a1/b | c/a | peak RSS a/b/c (MB) |"
+        "| model | (a) mnist_lab, default | (s) steps=stacked | (b) hand loop | (c) torchvision "
+        "| a/b | s/b | c/a | peak RSS a/b/c (MB) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for model, r in rows.items():
-        a, a1, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)
+        a, s, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)
         rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in ("lightning", "loop", "torchvision"))
         note = f" ({r['images_per_epoch']:,} images, scaled)" if r["images_per_epoch"] < TRAIN_IMAGES else ""
-        stacked = "" if r["lightning"]["stacked"] else " (not stacked!)"
+        stacked = "" if r["stacked"]["stacked"] and not r["lightning"]["stacked"] else " (wrong path!)"
         ratios = " | ".join(f"{r[name]['median']:.2f}" for name in RATIOS)
-        print(f"| {model}{note} | {a:.3f}{stacked} | {a1:.3f} | {b:.3f} | {c:.3f} | {ratios} | {rss} |")
+        print(f"| {model}{note} | {a:.3f} | {s:.3f}{stacked} | {b:.3f} | {c:.3f} | {ratios} | {rss} |")
     for model, r in rows.items():
-        print(f"{model} a/b by round: " + ", ".join(f"{x['lightning'] / x['loop']:.2f}" for x in r["rounds"]))
+        for name, (top, bottom) in RATIOS.items():
+            print(f"{model} {name} by round: " + ", ".join(f"{x[top] / x[bottom]:.2f}" for x in r["rounds"]))
     print(f"whole command, 1-epoch softmax run with start-up and test: {command_seconds:.1f} s")
 
     out = args.out or Path(__file__).parent / "results" / f"train_speed_{args.device}.json"

@@ -9,9 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call `write` on a temporary file in `path`'s folder, fsync it, then rename it to `path`:
@@ -34,11 +31,3 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, made atomic in the checkpoint's own folder (Lightning's own
-    staging file lives in the system temp folder, whose rename is a copy across file systems)."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        write_atomic(path, lambda f: torch.save(checkpoint, f))

@@ -2,49 +2,48 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import lightning as L
-import torch
 from omegaconf import DictConfig
 
-from mnist_lab import plots
-from mnist_lab.atomic import write_json_atomic
-from mnist_lab.checkpoints import load_checkpoint
-from mnist_lab.cli import hydra_main
-from mnist_lab.inference import datamodule_for, probabilities
+from mnist_lab.cli.command import run_command, run_folder
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    """Test the checkpoint on the official test set as training does; write evaluation.json and two PNGs."""
+    """Score the checkpoint's predictions on the official test set; write evaluation.json and two PNGs."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    from mnist_lab import plots
+    from mnist_lab.atomic import write_json_atomic
+    from mnist_lab.checkpoints.inference import datamodule_for, probabilities
+    from mnist_lab.checkpoints.load import load_checkpoint
+
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
     datamodule = datamodule_for(loaded, cfg.data)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no device banner
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    # The test phase's own metrics: the numbers a training run's test/acc and test/loss come from.
-    (scores,) = trainer.test(loaded.model, datamodule=datamodule, verbose=False)
-    matrix = loaded.model.test_confusion_matrix  # rows: labels, columns: predictions
+    pixels, labels = datamodule.data_test.tensors
+    # Everything from the module's predict_step, the one thing any checkpoint's module is asked for.
+    probs = probabilities(loaded.model, pixels)
+    confidence, predicted = probs.max(dim=-1)
+    classes = probs.shape[1]
+    matrix = multiclass_confusion_matrix(predicted, labels, classes)  # rows: labels, columns: predictions
     correct = matrix.diag().double()
     precision, recall = correct / matrix.sum(0).clamp(min=1), correct / matrix.sum(1).clamp(min=1)
+    true_class = probs.double().gather(1, labels[:, None]).clamp(min=torch.finfo(torch.float64).tiny)
     report = {
         "checkpoint": str(loaded.path),
         "dataset": loaded.dataset,
         "images": int(matrix.sum()),
-        "test/loss": scores["test/loss"],
-        "test/acc": scores["test/acc"],
+        "test/loss": -true_class.log().mean().item(),  # cross-entropy, from the probabilities
+        "test/acc": (predicted == labels).double().mean().item(),
         "per_class": {
             str(d): {"precision": precision[d].item(), "recall": recall[d].item(), "support": int(matrix[d].sum())}
-            for d in range(len(matrix))
+            for d in range(classes)
         },
         "confusion_matrix": matrix.tolist(),
     }
 
-    pixels, labels = datamodule.data_test.tensors
-    confidence, predicted = probabilities(loaded.model, pixels).max(dim=-1)
     wrong = torch.nonzero(predicted != labels).flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.mistakes]
     titles = [f"{labels[i]}/{predicted[i]} {confidence[i]:.2f}" for i in worst.tolist()]
@@ -56,7 +55,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     plots.save(plots.digit_grid(pixels[worst, 0].numpy(), titles, [True] * len(worst)), out_dir / "mistakes.png")
     write_json_atomic(out_dir / "evaluation.json", report)
 
-    print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__}, trained on {loaded.dataset})")
+    print(f"checkpoint: {loaded.path} ({loaded.name}, trained on {loaded.dataset})")
     print(f"test/loss {report['test/loss']:.4f}   test/acc {report['test/acc']:.4f}   ({report['images']:,} images)")
     print(f"{'digit':>5} {'precision':>9} {'recall':>6} {'support':>7}")
     for digit, row in report["per_class"].items():
@@ -65,7 +64,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return report
 
 
-main = hydra_main("evaluate", evaluate)
+def main() -> None:
+    """`python -m mnist_lab.evaluate [overrides]`."""
+    run_command("evaluate", lambda cfg: evaluate(cfg, run_folder()))
+
 
 if __name__ == "__main__":
     main()

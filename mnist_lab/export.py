@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
-import torch
 from omegaconf import DictConfig
-from torch import Tensor
 
-from mnist_lab.checkpoints import load_checkpoint
-from mnist_lab.cli import hydra_main
+from mnist_lab.cli.command import run_command, run_folder
 from mnist_lab.errors import UserError
-from mnist_lab.inference import datamodule_for, probabilities
+
+if TYPE_CHECKING:
+    import lightning as L
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -22,6 +22,8 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tensor:
     """Write an ONNX file with a dynamic batch size; return onnxruntime's logits for `example`."""
+    import torch
+
     try:
         import onnxruntime
     except ImportError as err:
@@ -35,7 +37,7 @@ def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tenso
         output_names=["logits"],
         dynamo=True,
         verbose=False,
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        dynamic_shapes=({0: torch.export.Dim("batch")},),  # the first argument of forward
         external_data=False,
     )  # one self-contained file, not model.onnx + model.onnx.data
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -44,6 +46,8 @@ def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tenso
 
 def export_torchscript(module: L.LightningModule, example: Tensor, path: Path) -> Tensor:
     """Write a TorchScript file; return the reloaded file's logits for `example`."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format asked for
         module.to_torchscript(path, method="trace", example_inputs=example)
@@ -52,6 +56,11 @@ def export_torchscript(module: L.LightningModule, example: Tensor, path: Path) -
 
 def export(cfg: DictConfig, out_dir: Path) -> dict:
     """Export the checkpoint's model and check its outputs against the checkpoint's on a test batch."""
+    import torch
+
+    from mnist_lab.checkpoints.inference import datamodule_for, probabilities
+    from mnist_lab.checkpoints.load import load_checkpoint
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.format not in SUFFIXES:
         raise UserError(f"format={cfg.format} is not supported; use format=onnx or format=torchscript")
@@ -70,15 +79,19 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         path.unlink()
         raise UserError(
             f"the exported model's probabilities differ from the checkpoint's by {difference:.2e} "
-            f"(> tolerance={cfg.tolerance}); nothing was written"
+            f"(> tolerance={cfg.tolerance}); nothing was written. Export takes the module's forward(x), which "
+            "must return logits whose softmax is its predict_step"
         )
-    print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__})")
+    print(f"checkpoint: {loaded.path} ({loaded.name})")
     print(f"wrote {path} ({cfg.format}, input 'images' float32 (N, 1, 28, 28) in [0, 1], output logits (N, 10))")
     print(f"checked on {len(example)} test images: largest probability difference {difference:.2e} <= {cfg.tolerance}")
     return {"path": path, "max_abs_difference": difference}
 
 
-main = hydra_main("export", export)
+def main() -> None:
+    """`python -m mnist_lab.export [overrides]`."""
+    run_command("export", lambda cfg: export(cfg, run_folder()))
+
 
 if __name__ == "__main__":
     main()

@@ -6,24 +6,26 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from mnist_lab import plots
-from mnist_lab.atomic import write_json_atomic
-from mnist_lab.checkpoints import LoadedModel, load_checkpoint
-from mnist_lab.cli import hydra_main
+from mnist_lab.cli.command import run_command, run_folder
 from mnist_lab.errors import UserError
-from mnist_lab.images import load_digit
-from mnist_lab.inference import datamodule_for, probabilities
+
+if TYPE_CHECKING:
+    from mnist_lab.checkpoints.load import LoadedModel
 
 log = logging.getLogger(__name__)
 
 
 def predict_test_digits(loaded: LoadedModel, cfg: DictConfig, out_dir: Path) -> dict:
     """Predict `n` random test digits; print one line each and their accuracy; save a grid."""
+    import torch
+
+    from mnist_lab import plots
+    from mnist_lab.checkpoints.inference import datamodule_for, probabilities
+
     pixels, labels = datamodule_for(loaded, cfg.data).data_test.tensors
     generator = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
     index = torch.randperm(len(labels), generator=generator)[: cfg.n]
@@ -53,6 +55,13 @@ def predict_test_digits(loaded: LoadedModel, cfg: DictConfig, out_dir: Path) -> 
 
 def predict_files(loaded: LoadedModel, paths: list[str], out_dir: Path) -> dict:
     """Predict the user's own digit images; name the ones that cannot be used, keep going."""
+    import numpy as np
+    import torch
+
+    from mnist_lab import plots
+    from mnist_lab.checkpoints.inference import probabilities
+    from mnist_lab.data.images import load_digit
+
     digits, names, failed = [], [], []
     for path in paths:
         try:
@@ -102,9 +111,12 @@ def show(png: Path) -> None:
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict:
     """Load the checkpoint, predict test digits or the given images, write predictions.json."""
+    from mnist_lab.atomic import write_json_atomic
+    from mnist_lab.checkpoints.load import load_checkpoint
+
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
-    print(f"checkpoint: {loaded.path} ({type(loaded.model.net).__name__}, trained on {loaded.dataset})")
+    print(f"checkpoint: {loaded.path} ({loaded.name}, trained on {loaded.dataset})")
     images = [cfg.images] if isinstance(cfg.images, str) else list(cfg.images or [])  # images=one.png
     result = predict_files(loaded, images, out_dir) if images else predict_test_digits(loaded, cfg, out_dir)
     if result["grid"] is not None:
@@ -122,7 +134,10 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict:
     return result
 
 
-main = hydra_main("predict", predict)
+def main() -> None:
+    """`python -m mnist_lab.predict [overrides]`."""
+    run_command("predict", lambda cfg: predict(cfg, run_folder()))
+
 
 if __name__ == "__main__":
     main()

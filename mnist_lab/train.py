@@ -1,31 +1,24 @@
-"""Entry point: `python -m mnist_lab [overrides]` fits one model, tests it, writes metrics.json."""
+"""`python -m mnist_lab [overrides]`: fit the configured LightningModule, test its best checkpoint,
+write metrics.json in the run folder."""
 
 from __future__ import annotations
 
 import logging
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hydra
-import lightning as L
-import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lab.atomic import write_json_atomic
-from mnist_lab.callbacks import EpochTimer
-from mnist_lab.classifier import Classifier
-from mnist_lab.cli import config_dir, entry_point
-from mnist_lab.config_checks import check_config
-from mnist_lab.errors import Interrupted, NonFiniteLossError, UserError
-from mnist_lab.hardware import skip_nvml_where_missing
-from mnist_lab.launch import check_launch, prepare_command_line, recover_spawned_state, stop_reason
-from mnist_lab.tracking import log_results
+from mnist_lab.cli.command import run_command
+from mnist_lab.cli.resume import resume
+from mnist_lab.training.checks import check_config
+
+if TYPE_CHECKING:
+    import lightning as L
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +28,18 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in (group or {}).values() if node is not None]
 
 
-def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, epochs: int, reason: str) -> dict[str, Any]:
+def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, epochs: int, reason: str) -> dict:
     """What metrics.json records about a fit, however it ended."""
+    from mnist_lab.training.callbacks import EpochTimer
+
     timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
     epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
     checkpoint = trainer.checkpoint_callback
     return {
-        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "model": type(getattr(model, "net", model)).__name__,
         "epochs_run": epochs,
         "stop_reason": reason,
-        "train_seconds": round(train_seconds, 3),
+        "train_seconds": round(seconds, 3),
         "epoch_seconds": epoch_seconds,  # training only, validation excluded
         "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
         "best_ckpt": (checkpoint.best_model_path or None) if checkpoint is not None else None,
@@ -55,6 +50,19 @@ def run_metrics(trainer: L.Trainer, cfg: DictConfig, train_seconds: float, epoch
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test its best checkpoint, and write `metrics.json` in the run folder."""
     check_config(cfg)
+    # Imported here, not above: --help, --cfg and a config error answer without loading torch or Lightning.
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from mnist_lab.atomic import write_json_atomic
+    from mnist_lab.errors import Interrupted, NonFiniteLossError
+    from mnist_lab.training.checks import check_devices
+    from mnist_lab.training.hardware import skip_nvml_where_missing
+    from mnist_lab.training.outcome import check_launch, recover_spawned_state, stop_reason
+    from mnist_lab.training.tracking import log_results
+
+    check_devices(cfg)
     skip_nvml_where_missing()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -62,8 +70,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    # Plain containers, so that checkpoints load with torch.load(weights_only=True).
-    model = Classifier(**OmegaConf.to_container(cfg.classifier, resolve=True))
+    model: L.LightningModule = instantiate(cfg.model)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # runs stay on this machine
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks"))
@@ -79,13 +86,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except (Interrupted, NonFiniteLossError) as stop:
         reason = "interrupted" if isinstance(stop, Interrupted) else "non_finite_loss"
-        metrics = run_metrics(trainer, cfg, time.perf_counter() - start, trainer.current_epoch, reason)
+        metrics = run_metrics(trainer, model, time.perf_counter() - start, trainer.current_epoch, reason)
         metrics["resume"] = f"python -m mnist_lab resume={output_dir}"
         if trainer.is_global_zero:
             write_json_atomic(output_dir / "metrics.json", metrics)
         raise
     seconds, epochs = time.perf_counter() - start, recover_spawned_state(trainer)
-    metrics = run_metrics(trainer, cfg, seconds, epochs, stop_reason(trainer, epochs))
+    metrics = run_metrics(trainer, model, seconds, epochs, stop_reason(trainer, epochs))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=metrics["best_ckpt"], verbose=False, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
@@ -100,17 +107,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-@entry_point
-def _main(cfg: DictConfig) -> float | None:
+def objective(cfg: DictConfig) -> float | None:
+    """One training run, scored for a sweeper: its val/acc_best."""
     return train(cfg).get("val/acc_best")
 
 
-def main() -> float | None:
-    """`python -m mnist_lab`: returns val/acc_best so that sweepers can optimise it."""
-    try:
-        sys.argv = prepare_command_line(sys.argv)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-    return _main()
+def main() -> None:
+    """`python -m mnist_lab [overrides]`."""
+    run_command("train", objective, rewrite=resume)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_lab.cli import config_dir
+from mnist_lab.cli.command import config_dir, register
 from mnist_lab.train import train
+
+# What every entry point does first: the configs' resolvers and the SLURM launcher, known to Hydra.
+register()
 
 # Quiet, fast runs: no progress bar, no model summary.
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
@@ -38,7 +48,11 @@ def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
 
 
 def run_cli(
-    *args: str, module: str = "mnist_lab", cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str,
+    module: str = "mnist_lab",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess:
     """Run `python -m mnist_lab ...` (or another entry point) in a subprocess, as a user would."""
     return subprocess.run(
@@ -47,8 +61,93 @@ def run_cli(
         text=True,
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        timeout=600,
+        timeout=timeout,
     )
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers.get("content-type", "").startswith("application/json"), self.headers
+        return json.loads(self.body)
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        conn = http.client.HTTPConnection("127.0.0.1", urlsplit(self.url).port, timeout=30)
+        try:
+            conn.request(method, path, body, headers or {})
+            response = conn.getresponse()
+            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        finally:
+            conn.close()
+
+    def predict(self, image: bytes, content_type: str = "image/png") -> Answer:
+        return self.request("POST", "/predict", image, {"Content-Type": content_type})
+
+    def healthy(self) -> bool:
+        return self.request("GET", "/health").status == 200
+
+    def refusals(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if "[WARNING] - refused" in line]
+
+
+def start_server(
+    ckpt: Path, folder: Path, *overrides: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, Server]:
+    """`python -m mnist_lab.serve` on a free port (port=0), once it answers on the URL it logs."""
+    log = folder / "server.log"
+    command = ["-m", "mnist_lab.serve", f"ckpt_path={ckpt}", "port=0", f"hydra.run.dir={folder / 'run'}", *overrides]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, *command], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited:\n{log.read_text()[-3000:]}")
+        url = re.search(r"open (http://127\.0\.0\.1:\d+)/", log.read_text())
+        try:
+            if url and Server(url[1], log).healthy():
+                return process, Server(url[1], log)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"no answer on /health:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The error lines of a command that failed as a user error should: exit code 1, no traceback."""
+    text = result.stdout + result.stderr
+    errors = [line for line in text.splitlines() if "[ERROR]" in line or line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in text and errors, text[-3000:]
+    return errors
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a command that failed as a user error should, less its log prefix."""
+    (line,) = error_lines(result)
+    return line.split("[ERROR] - ", 1)[-1].removeprefix("error: ")
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ class Recorder(L.Callback):
 
 class StepProbe(L.Callback):
     """Writes `path`: the global step each backward and optimizer-step hook saw. It hooks no
-    per-batch event, so it leaves stacked steps (mnist_lab.fast_path) on."""
+    per-batch event, so it leaves stacked steps (mnist_lab.training.stacked) on."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)

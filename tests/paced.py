@@ -18,7 +18,7 @@ class Pace(L.Callback):
 
 
 class StackSafePace(Pace):
-    """Pace that declares it does not care how many mini-batches a step holds, so that a run keeps
-    stacked steps (mnist_lab.fast_path)."""
+    """Pace that declares it does not care how many mini-batches a step holds, so that it may slow
+    a run on stacked steps (mnist_lab.training.stacked)."""
 
     stack_safe = True

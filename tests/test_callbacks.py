@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from mnist_lab.callbacks import tutorial_line
+from mnist_lab.training.callbacks import tutorial_line
 
 from conftest import fit
 
@@ -17,7 +17,7 @@ def test_tutorial_line_has_the_tutorials_format():
 
 def test_tutorial_mlp_starts_like_the_published_curve(tmp_path, caplog):
     """Published: epoch 1 cost 5.25 accuracy 0.30; the replay starts as low and climbs."""
-    with caplog.at_level(logging.INFO, logger="mnist_lab.callbacks"):
+    with caplog.at_level(logging.INFO, logger="mnist_lab.training.callbacks"):
         metrics = fit(
             tmp_path,
             "experiment=tutorial_mlp",

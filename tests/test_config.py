@@ -12,13 +12,12 @@ import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from omegaconf import OmegaConf
 
-from mnist_lab.classifier import Classifier
-from mnist_lab.config_checks import check_config
 from mnist_lab.errors import ConfigError
-from mnist_lab.nets import CNN, MLP, SoftmaxRegression
+from mnist_lab.models.classifier import Classifier
+from mnist_lab.models.nets import CNN, MLP, SoftmaxRegression
 from mnist_lab.train import instantiate_all
+from mnist_lab.training.checks import check_config, check_devices
 
 from conftest import run_cli
 
@@ -28,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("model", "net_cls"), [("softmax", SoftmaxRegression), ("mlp", MLP), ("cnn", CNN)])
 def test_every_model_config_builds_its_network_inside_the_classifier(compose_cfg, model, net_cls):
     cfg = compose_cfg(f"model={model}")
-    classifier = Classifier(net=cfg.model, optimizer=cfg.optimizer)
+    classifier = instantiate(cfg.model)
     assert isinstance(classifier.net, net_cls)
     assert classifier(classifier.example_input_array).shape == (1, 10)
 
 
 def test_defaults_are_the_mlp_adam_1e3_batch_100_and_the_95_percent_stop(compose_cfg):
     cfg = compose_cfg()
-    assert cfg.model._target_ == "mnist_lab.nets.MLP" and cfg.model.activation == "sigmoid"
+    assert cfg.model.net._target_ == "mnist_lab.models.nets.MLP" and cfg.model.net.activation == "sigmoid"
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
     assert cfg.data.batch_size == 100 and cfg.data.normalize is False
     stop = [c for c in instantiate_all(cfg.callbacks) if isinstance(c, EarlyStopping)]
@@ -88,11 +87,11 @@ def test_the_wheel_ships_configs_and_mnist_and_trains_offline_from_any_folder(tm
     in_checkout = {str(p.relative_to(ROOT / "conf")) for p in (ROOT / "conf").rglob("*.yaml")}
     assert shipped == in_checkout
     assert {n for n in names if n.endswith(".gz")} == {
-        f"mnist_lab/packaged/MNIST/{split}-{kind}-idx{d}-ubyte.gz"
+        f"mnist_lab/data/packaged/MNIST/{split}-{kind}-idx{d}-ubyte.gz"
         for split in ("train", "t10k")
         for kind, d in (("images", 3), ("labels", 1))
     }
-    assert "mnist_lab/static/index.html" in names  # the serve page
+    assert "mnist_lab/serve/static/index.html" in names  # the serve page
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mnist-lab = mnist_lab.train:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -120,14 +119,17 @@ def test_the_wheel_ships_configs_and_mnist_and_trains_offline_from_any_folder(tm
         env={"PYTHONPATH": str(site), "PATH": "", "HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"reading the copy packaged with mnist_lab ({site / 'mnist_lab' / 'packaged' / 'MNIST'})" in result.stdout
+    assert (
+        f"reading the copy packaged with mnist_lab ({site / 'mnist_lab' / 'data' / 'packaged' / 'MNIST'})"
+        in result.stdout
+    )
     (metrics,) = elsewhere.glob("outputs/*/*/metrics.json")
     assert json.loads(metrics.read_text())["test/acc"] > 0.8
 
 
 def test_fast_preset_pins_the_gpu_fast_path(compose_cfg):
     cfg = compose_cfg("experiment=fast")
-    assert cfg.model._target_ == "mnist_lab.nets.CNN" and cfg.model.channels_last is True
+    assert cfg.model.net._target_ == "mnist_lab.models.nets.CNN" and cfg.model.net.channels_last is True
     assert cfg.data.batch_size == 512 and cfg.optimizer.lr == 0.003 and cfg.optimizer.fused is True
     assert cfg.trainer.precision == "bf16-mixed" and cfg.compile is True
     assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.T_max == cfg.trainer.max_epochs
@@ -136,8 +138,8 @@ def test_fast_preset_pins_the_gpu_fast_path(compose_cfg):
 
 def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
     cfg = compose_cfg()
-    assert cfg.scheduler is None and cfg.classifier.scheduler is None
-    assert cfg.classifier.net == cfg.model and cfg.classifier.optimizer == cfg.optimizer
+    assert cfg.scheduler is None and cfg.model.scheduler is None
+    assert cfg.model.optimizer == cfg.optimizer
 
 
 @pytest.mark.parametrize(
@@ -150,28 +152,28 @@ def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
 )
 def test_tutorial_presets_pin_what_the_tutorial_fixes(compose_cfg, preset, net, optimizer, lr, init):
     cfg = compose_cfg(f"experiment={preset}")
-    assert cfg.model._target_.endswith(net) and cfg.model.init == init
+    assert cfg.model.net._target_.endswith(net) and cfg.model.net.init == init
     assert cfg.optimizer._target_.endswith(optimizer) and cfg.optimizer.lr == lr
     assert cfg.data.batch_size == 100 and cfg.data.normalize is False and cfg.scheduler is None
     assert cfg.trainer.max_epochs == 1000 and cfg.callbacks.accuracy_stop.stopping_threshold == 0.95
     assert cfg.callbacks.tutorial_log.every_n_epochs == 10
     if net == "MLP":
-        assert cfg.model.activation == "sigmoid" and cfg.optimizer.momentum == 0.0
+        assert cfg.model.net.activation == "sigmoid" and cfg.optimizer.momentum == 0.0
     if net == "CNN":
-        assert cfg.model.dropout == 0.25
-    classifier = Classifier(**cfg.classifier)  # the preset builds
+        assert cfg.model.net.dropout == 0.25
+    classifier = instantiate(cfg.model)  # the preset builds
     assert type(classifier.configure_optimizers()["optimizer"]).__name__ == optimizer
 
 
 @pytest.mark.parametrize("model", ["softmax", "mlp", "cnn"])
 def test_best_presets_keep_the_tutorials_layers_and_train_a_fixed_schedule(compose_cfg, model):
     best, tutorial = compose_cfg(f"experiment=best_{model}"), compose_cfg(f"experiment=tutorial_{model}")
-    shapes = [[tuple(p.shape) for p in Classifier(**cfg.classifier).net.parameters()] for cfg in (best, tutorial)]
+    shapes = [[tuple(p.shape) for p in instantiate(cfg.model).net.parameters()] for cfg in (best, tutorial)]
     assert shapes[0] == shapes[1]  # same layer sizes; only training and regularisation differ
     assert best.callbacks.accuracy_stop is None and best.scheduler.T_max == best.trainer.max_epochs
     assert best.trainer.max_epochs <= 30
     if model != "softmax":
-        assert best.data.augment._target_ == "mnist_lab.augment.RandomAffine"
+        assert best.data.augment._target_ == "mnist_lab.data.augment.RandomAffine"
 
 
 BAD_VALUES = {
@@ -183,20 +185,23 @@ BAD_VALUES = {
     "trainer.max_epochs=0": "trainer.max_epochs must be an integer >= 1",
     "trainer.devices=64": "trainer.devices=64 but this machine has",
     "threads=0": "threads must be an integer >= 1",
-    "model.activation=swish": "activation must be one of",
-    "model.dropout=1.5": "model.dropout must lie in [0, 1)",
-    "data.augment={_target_:mnist_lab.augment.RandomAffine,degrees:200}": "data.augment.degrees must lie in [0, 180)",
-    "callbacks.stacked_steps.size=0": "StackedSteps size must be at least 1",
+    "model.net.activation=swish": "activation must be one of",
+    "model.net.dropout=1.5": "model.net.dropout must lie in [0, 1)",
+    "data.augment={_target_:mnist_lab.data.augment.RandomAffine,degrees:200}": (
+        "data.augment.degrees must lie in [0, 180)"
+    ),
+    "model.stack=0": "model.stack must be at least 1",
 }
 
 
 @pytest.mark.parametrize("override", BAD_VALUES)
 def test_a_value_out_of_range_is_refused_with_what_is_allowed(compose_cfg, override):
-    cfg = compose_cfg(override)
+    cfg = compose_cfg(*(["steps=stacked"] if override.startswith("model.stack") else []), override)
     with pytest.raises((ConfigError, InstantiationException)) as refused:
         check_config(cfg)  # the ranges train() checks first; the rest are checked as the parts are built
+        check_devices(cfg)
         instantiate(cfg.data)
-        Classifier(**OmegaConf.to_container(cfg.classifier, resolve=True))
+        instantiate(cfg.model)
         instantiate_all(cfg.callbacks)
     error = refused.value.__cause__ if isinstance(refused.value, InstantiationException) else refused.value
     assert BAD_VALUES[override] in str(error)

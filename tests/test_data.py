@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from torch.utils.data import TensorDataset
 from torchvision.datasets import FashionMNIST
 
-from mnist_lab.data import IndexBatches, MNISTDataModule, TensorBatches
-from mnist_lab.datasets import PACKAGED
+from mnist_lab.data.datamodule import IndexBatches, MNISTDataModule, TensorBatches
+from mnist_lab.data.files import PACKAGED
 from mnist_lab.errors import DataNotFoundError
 
 from conftest import QUIET, run_cli
@@ -114,7 +114,7 @@ def test_a_damaged_packaged_copy_is_one_error_line_naming_the_file(tmp_path, dam
     copy = tmp_path / "site"  # an installed mnist_lab whose packaged copy was damaged
     shutil.copytree(ROOT / "mnist_lab", copy / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__", ".*"))
     shutil.copytree(ROOT / "conf", copy / "mnist_lab" / "conf")
-    bad = copy / "mnist_lab" / "packaged" / "MNIST" / "t10k-labels-idx1-ubyte.gz"
+    bad = copy / "mnist_lab" / "data" / "packaged" / "MNIST" / "t10k-labels-idx1-ubyte.gz"
     good = bad.read_bytes()
     other = bytearray(gzip.decompress(good))
     other[-1] = (other[-1] + 1) % 10  # one label changed: a well-formed file with other contents
@@ -168,6 +168,10 @@ def test_dataset_comes_from_config(compose_cfg):
     assert dm.dataset_name == "FashionMNIST" and dm.batch_size == 100 and dm.val_size == 5000
 
 
+@pytest.mark.skipif(
+    not (FASHION_GZ / "t10k-labels-idx1-ubyte.gz").is_file(),
+    reason=f"no Fashion-MNIST in {FASHION_GZ} (apt-get install dataset-fashion-mnist)",
+)
 def test_fashion_mnist_reads_a_folder_of_debian_style_gz_files(tmp_path, compose_cfg):
     for gz in FASHION_GZ.glob("*-ubyte.gz"):  # recompressed gz files, flat, as Debian ships them
         shutil.copy(gz, tmp_path / gz.name)

@@ -14,18 +14,11 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mnist_lab.data import MNISTDataModule
+from mnist_lab.data.datamodule import MNISTDataModule
 
-from conftest import QUIET, run_cli
+from conftest import QUIET, one_error_line, run_cli
 
 SMALL = ["trainer.accelerator=cpu", "model=softmax", *QUIET]
-
-
-def one_error_line(result) -> str:
-    output = result.stdout + result.stderr
-    assert result.returncode == 1 and "Traceback" not in output, output[-2000:]
-    (line,) = [line for line in output.splitlines() if line.startswith("error:") or "[ERROR]" in line]
-    return line
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +82,7 @@ def test_tensorboard_hparams_tab_holds_the_config_with_its_results(tmp_path):
     assert [m.name.tag for m in experiment.metric_infos] == ["val/acc_best", "test/acc"]
     session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     assert session.hparams["optimizer/lr"].number_value == 0.002
-    assert session.hparams["classifier/net/_target_"].string_value == "mnist_lab.nets.SoftmaxRegression"
+    assert session.hparams["model/net/_target_"].string_value == "mnist_lab.models.nets.SoftmaxRegression"
     assert events.Scalars("test/acc")  # the value the tab shows
 
 
@@ -189,7 +182,7 @@ def test_debug_overfit_learns_its_few_batches_by_heart(tmp_path):
     result = run_cli(
         "trainer.accelerator=cpu",
         "model=mlp",
-        "model.activation=relu",
+        "model.net.activation=relu",
         *QUIET,
         "debug=overfit",
         "test=false",

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from mnist_lab import hardware
+from mnist_lab.training import hardware
 
 from conftest import QUIET, run_cli
 
 PROBE = """
 import os, torch
 import lightning  # sets PYTORCH_NVML_BASED_CUDA_CHECK=1
-from mnist_lab import hardware
+from mnist_lab.training import hardware
 hardware.nvml_loads = lambda: {loads}
 before = torch.cuda.is_available()
 hardware.skip_nvml_where_missing()

@@ -12,15 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from mnist_lab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint
-from mnist_lab.classifier import Classifier
-from mnist_lab.data import MNISTDataModule
+from mnist_lab.checkpoints.load import CheckpointError, load_checkpoint, resolve_checkpoint
+from mnist_lab.data.datamodule import MNISTDataModule
+from mnist_lab.data.images import ImageError, load_digit
 from mnist_lab.export import export
-from mnist_lab.images import ImageError, load_digit
+from mnist_lab.models.classifier import Classifier
 from mnist_lab.predict import predict
 
 from conftest import QUIET as QUIET_CLI
-from conftest import compose_config, run_cli
+from conftest import compose_config, error_lines, one_error_line, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +139,6 @@ def run_cli_module(module: str, *args: str):
     return run_cli(*args, module=f"mnist_lab.{module}")
 
 
-def one_error_line(result) -> str:
-    text = result.stdout + result.stderr
-    errors = [line for line in text.splitlines() if "[ERROR]" in line]
-    assert result.returncode == 1 and "Traceback" not in text and len(errors) >= 1, text[-2000:]
-    return "\n".join(errors)
-
-
 def test_missing_checkpoint_is_one_clear_error(tmp_path):
     error = one_error_line(
         run_cli_module("predict", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
@@ -182,7 +175,7 @@ def test_bad_images_are_named_while_good_ones_are_still_predicted(cnn_run, test_
         f"images=[{good},{text_file},{blank},{missing}]",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
-    errors = one_error_line(result)
+    errors = "\n".join(error_lines(result))
     assert f"{good}: " in result.stdout and "top 3" in result.stdout
     assert "notes.png: not an image" in errors and "blank.png: no digit found" in errors
     assert "missing.png: no such file" in errors and "3 of 4 images could not be used" in errors

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_lab.nets import CNN, MLP, SoftmaxRegression
+from mnist_lab.models.nets import CNN, MLP, SoftmaxRegression
 
 
 @pytest.mark.parametrize(
@@ -67,5 +67,5 @@ def test_mlp_dropout_follows_each_hidden_layer_without_changing_its_sizes():
     assert [m.p for m in net.modules() if isinstance(m, nn.Dropout)] == [0.2, 0.2]
     assert sum(p.numel() for p in net.parameters()) == 269_322
     assert not any(isinstance(m, nn.Dropout) for m in MLP().modules())
-    with pytest.raises(ValueError, match=r"model.dropout must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"model.net.dropout must lie in \[0, 1\)"):
         MLP(dropout=1.0)

@@ -18,11 +18,11 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.data import MNISTDataModule
+from mnist_lab.cli.run_dir import RESOLVER
+from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import DataCorruptError
-from mnist_lab.run_dir import RESOLVER
 
-from conftest import QUIET, run_cli
+from conftest import QUIET, one_error_line, run_cli
 
 TESTS = Path(__file__).resolve().parent
 HOOKED = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # for hooked_run
@@ -121,12 +121,6 @@ def wait_for(condition, timeout: float = 120, alive: Child | None = None) -> Non
         time.sleep(0.05)
 
 
-def errors_of(result: subprocess.CompletedProcess) -> list[str]:
-    text = result.stdout + result.stderr
-    assert "Traceback" not in text, text[-3000:]
-    return [line for line in text.splitlines() if "[ERROR]" in line or line.startswith("error:")]
-
-
 def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
 
@@ -136,9 +130,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-# Stacked steps (mnist_lab.fast_path): full softmax epochs, each Lightning step slowed to 20 ms.
+# Stacked steps (mnist_lab.training.stacked): full softmax epochs, each Lightning step slowed to 20 ms.
 STACKED = [
     "model=softmax",
+    "steps=stacked",
     "test=false",
     "callbacks.accuracy_stop=null",
     "trainer.max_epochs=3",
@@ -262,7 +257,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(tmp
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 1
-    (error,) = errors_of(result)
+    error = one_error_line(result)
     assert "training loss became inf" in error and "lower optimizer.lr" in error
     assert json.loads((tmp_path / "metrics.json").read_text())["stop_reason"] == "non_finite_loss"
     (kept,) = ckpt_files(tmp_path)
@@ -324,7 +319,7 @@ def test_corrupt_data_on_the_command_line_is_one_error_line(tmp_path):
     write_split(raw, "t10k", np.zeros((5, 28, 28)), np.zeros(5))
     result = run_cli(f"data.root={tmp_path}", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
-    (error,) = errors_of(result)
+    error = one_error_line(result)
     assert "train-images-idx3-ubyte has magic number 1" in error
 
 
@@ -358,7 +353,7 @@ def test_a_bad_config_value_is_one_line_before_anything_is_written(tmp_path):
     before = snapshot(tmp_path)
     result = run_cli("optimizer.lr=-1", module="hooked_run", cwd=tmp_path, env=FROZEN)
     assert result.returncode == 1
-    (error,) = errors_of(result)
+    error = one_error_line(result)
     assert error.endswith("optimizer.lr must be a number > 0, got -1; e.g. optimizer.lr=0.001")
     after = snapshot(tmp_path)
     assert {k: after.get(k) for k in before} == before  # the earlier run is untouched
@@ -412,8 +407,8 @@ def test_a_folder_that_holds_a_run_is_never_reused_without_resume(tmp_path, modu
         "model=softmax" if module == "mnist_lab" else "n=1", f"hydra.run.dir={earlier}", module=module, cwd=tmp_path
     )
     assert result.returncode == 1
-    (error,) = errors_of(result)
-    assert error.startswith(f"error: hydra.run.dir={earlier} already holds a run") and "new folder" in error
+    error = one_error_line(result)
+    assert error.startswith(f"hydra.run.dir={earlier} already holds a run") and "new folder" in error
     assert ("resume=" in error) == (module == "mnist_lab")
     assert snapshot(tmp_path) == before
 
@@ -436,9 +431,9 @@ def test_the_run_folder_resolver_claims_the_first_free_name_once(tmp_path):
 
 def test_resume_of_a_folder_that_is_not_a_run_says_so(tmp_path):
     result = run_cli(f"resume={tmp_path}")
-    assert result.returncode == 1 and errors_of(result) == [
-        f"error: resume={tmp_path}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run"
-    ]
+    assert one_error_line(result) == (
+        f"resume={tmp_path}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run"
+    )
 
 
 @pytest.fixture
@@ -462,27 +457,11 @@ def read_only_folder(tmp_path):
 def test_read_only_output_folder_is_one_error_line(read_only_folder):
     result = run_cli(f"hydra.run.dir={read_only_folder / 'run'}")
     assert result.returncode == 1
-    (error,) = errors_of(result)
-    assert str(read_only_folder / "run") in error and "hydra.run.dir=" in error and error.startswith("error:")
+    error = one_error_line(result)
+    assert str(read_only_folder / "run") in error and "hydra.run.dir=" in error
     assert list(read_only_folder.iterdir()) == []
 
 
 def test_hydra_full_error_shows_the_traceback_instead(tmp_path):
     result = run_cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr
-
-
-def test_a_run_folder_from_an_older_version_is_refused_with_the_fix(tmp_path):
-    old = tmp_path / "old_run"
-    made = run_cli(*TINY, f"hydra.run.dir={old}", cwd=tmp_path)
-    assert made.returncode == 0, made.stderr[-2000:]
-    config = old / ".hydra" / "config.yaml"
-    config.write_text(
-        config.read_text().replace("classifier:", "module:").replace("mnist_lab.atomic.", "mnist_lab.io.")
-    )
-    before = snapshot(old)
-    result = run_cli(f"resume={old}", "trainer.max_epochs=2", cwd=tmp_path)
-    assert result.returncode == 1
-    (error,) = errors_of(result)
-    assert "written by an older mnist_lab" in error and "rename module: to classifier:" in error
-    assert snapshot(old) == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import os
@@ -11,24 +10,19 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_lab.images import load_digit
+from mnist_lab.data.images import load_digit
 
-from conftest import compose_config, run_cli
+from conftest import Server, compose_config, run_cli, start_server, stop
 
 LIMITS = compose_config("serve")  # the shipped limits: the server under test runs with them
 SEVEN = [(38, 32), (104, 30), (66, 116)]
@@ -57,76 +51,6 @@ def png_claiming(width: int, height: int) -> bytes:
     struct.pack_into(">II", png, 16, width, height)  # IHDR's data starts at byte 16
     struct.pack_into(">I", png, 29, zlib.crc32(bytes(png[12:29])))
     return bytes(png)
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers.get("content-type", "").startswith("application/json"), self.headers
-        return json.loads(self.body)
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> Answer:
-        conn = http.client.HTTPConnection("127.0.0.1", urlsplit(self.url).port, timeout=30)
-        try:
-            conn.request(method, path, body, headers or {})
-            response = conn.getresponse()
-            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-        finally:
-            conn.close()
-
-    def predict(self, image: bytes, content_type: str = "image/png") -> Answer:
-        return self.request("POST", "/predict", image, {"Content-Type": content_type})
-
-    def healthy(self) -> bool:
-        return self.request("GET", "/health").status == 200
-
-    def refusals(self) -> list[str]:
-        return [line for line in self.log.read_text().splitlines() if "[WARNING] - refused" in line]
-
-
-def start_server(ckpt: Path, folder: Path) -> tuple[subprocess.Popen, Server]:
-    """`python -m mnist_lab.serve` on a free port (port=0), once it answers on the URL it logs."""
-    log = folder / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mnist_lab.serve", f"ckpt_path={ckpt}", "port=0", f"hydra.run.dir={folder / 'run'}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited:\n{log.read_text()[-3000:]}")
-        url = re.search(r"open (http://127\.0\.0\.1:\d+)/", log.read_text())
-        try:
-            if url and Server(url[1], log).healthy():
-                return process, Server(url[1], log)
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"no answer on /health:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-    process.send_signal(sig)
-    try:
-        return process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -236,7 +236,7 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
         sweep,
         "seed=42,42,42",
         "model=mlp",
-        "model.dropout=0.2",
+        "model.net.dropout=0.2",
         "callbacks.accuracy_stop=null",
         "trainer.max_epochs=4",
         "trainer.limit_train_batches=30",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_lab.report import find_latest, read_sweep
 from mnist_lab.report import main as report_main
+from mnist_lab.sweeps.summary import find_latest, read_sweep
 
 from conftest import QUIET, compose_config, run_cli
 
@@ -101,7 +101,7 @@ def test_cut_off_and_killed_jobs_are_shown_not_dropped(tmp_path):
         "4_mlp",
         ["model=mlp", "optimizer.lr=1e9"],
         {"epochs_run": 1, "stop_reason": "non_finite_loss"},
-        "[2026-01-01 10:00:00,000][mnist_lab.cli][ERROR] - the training loss became nan in epoch 2\n",
+        "[2026-01-01 10:00:00,000][mnist_lab.cli.command][ERROR] - the training loss became nan in epoch 2\n",
     )
     jobs = read_sweep(sweep)
     assert [(j.name, j.status) for j in jobs] == [
@@ -139,7 +139,7 @@ def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_sto
     best = yaml.safe_load((tmp_path / "first" / "optimization_results.yaml").read_text())
     scores = [job_metrics(tmp_path / "first", f"{n}_cnn")["val/acc_best"] for n in range(3)]
     assert best["best_value"] == pytest.approx(max(scores))
-    assert set(best["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout"}
+    assert set(best["best_params"]) == {"optimizer.lr", "data.batch_size", "model.net.dropout"}
     summary = (tmp_path / "first" / "summary.md").read_text()
     assert (
         "Best parameters (optuna)" in summary and f"optimizer.lr={best['best_params']['optimizer.lr']:.4g}" in summary
@@ -259,6 +259,6 @@ def test_optuna_preset_maximises_over_learning_rate_batch_size_and_dropout():
     cfg = compose_config("train", "hparams_search=optuna", return_hydra=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert set(sweeper.params) == {"optimizer.lr", "data.batch_size", "model.dropout"}
-    assert cfg.model._target_ == "mnist_lab.nets.CNN" and cfg.callbacks.accuracy_stop is None
+    assert set(sweeper.params) == {"optimizer.lr", "data.batch_size", "model.net.dropout"}
+    assert cfg.model.net._target_ == "mnist_lab.models.nets.CNN" and cfg.callbacks.accuracy_stop is None
     assert "storage" in sweeper

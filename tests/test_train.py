@@ -15,8 +15,8 @@ import torch
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.classifier import Classifier
-from mnist_lab.data import MNISTDataModule
+from mnist_lab.data.datamodule import MNISTDataModule
+from mnist_lab.models.classifier import Classifier
 
 from conftest import fit, run_cli
 

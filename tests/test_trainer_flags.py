@@ -142,7 +142,7 @@ def test_fast_dev_run_runs_one_batch_of_each_stage(tmp_path):
 def test_augmentation_transforms_the_training_batches_of_a_real_fit(tmp_path):
     args = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "seed=3"]
     plain, _ = train(tmp_path, *args, name="plain")
-    augment = "data.augment={_target_:mnist_lab.augment.RandomAffine,degrees:10,translate:0.1,scale:0.1}"
+    augment = "data.augment={_target_:mnist_lab.data.augment.RandomAffine,degrees:10,translate:0.1,scale:0.1}"
     moved, metrics = train(tmp_path, *args, augment, name="moved")
     assert moved["first_labels"] == plain["first_labels"]  # the same images, in the same order ...
     assert moved["first_pixels"] != pytest.approx(plain["first_pixels"], rel=1e-3)  # ... moved

@@ -1,6 +1,6 @@
 """A network of the user's own, outside mnist_lab: what `trust=[...]` lets a checkpoint build."""
 
-from mnist_lab.nets import SoftmaxRegression
+from mnist_lab.models.nets import SoftmaxRegression
 
 
 class MySoftmax(SoftmaxRegression):

@@ -1,4 +1,4 @@
-"""mnist_lab's SLURM launcher for Hydra (`hydra/launcher=slurm`); the work is done in mnist_lab.slurm.
+"""mnist_lab's SLURM launcher for Hydra (`hydra/launcher=slurm`); the work is done in mnist_lab.sweeps.slurm.
 
 Hydra takes launchers only from the hydra_plugins namespace. mnist_lab is imported only inside the
 methods, so that Hydra's plugin scan stays light in other applications.
@@ -31,12 +31,12 @@ if SubmititSlurmLauncher is not None:
             singleton_state: dict[type, Singleton],
         ) -> JobReturn:
             """Run one job of the sweep; this runs in every SLURM task of the job, on the cluster."""
-            from mnist_lab.slurm import run_task
+            from mnist_lab.sweeps.slurm import run_task
 
             return run_task(self, sweep_overrides, job_dir_key, job_num, singleton_state)
 
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             """Submit the sweep's jobs to SLURM and wait for their results."""
-            from mnist_lab.slurm import launch
+            from mnist_lab.sweeps.slurm import launch
 
             return launch(self, job_overrides, initial_job_idx)

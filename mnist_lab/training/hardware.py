@@ -8,12 +8,20 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-from omegaconf import OmegaConf
-
 log = logging.getLogger(__name__)
 
 RESOLVER = "mnist_lab.fast_precision"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as lscpu gives it (for benchmark reports)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def cpu_has_bf16() -> bool:
@@ -27,6 +35,8 @@ def cpu_has_bf16() -> bool:
 
 def fast_precision() -> str:
     """bf16-mixed where the GPU or CPU has bfloat16 arithmetic, else 32-true (emulated bf16 is slow)."""
+    import torch  # here: the configs resolve this only for a run that trains, which imports torch anyway
+
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
@@ -56,6 +66,3 @@ def skip_nvml_where_missing() -> None:
     if os.environ.get(NVML_CHECK) == "1" and not nvml_loads():
         os.environ[NVML_CHECK] = "0"
         log.info("NVML is not installed: torch checks for CUDA through its runtime (%s=0)", NVML_CHECK)
-
-
-OmegaConf.register_new_resolver(RESOLVER, fast_precision, replace=True)

@@ -71,7 +71,7 @@ class MLP(_Net):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if not 0 <= dropout < 1:
-            raise ValueError(f"model.dropout must lie in [0, 1), got {dropout!r}")
+            raise ValueError(f"model.net.dropout must lie in [0, 1), got {dropout!r}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = 784
         for size in hidden_sizes:

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from mnist_lab.checkpoints import LoadedModel
-from mnist_lab.inference import probabilities
+from mnist_lab.checkpoints.inference import probabilities
+from mnist_lab.checkpoints.load import LoadedModel
 
 
 class Batcher:

@@ -27,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_lab.checkpoints import resume_point
+from mnist_lab.checkpoints.paths import resume_point
 
 GPUS_RESOLVER = "mnist_lab.slurm_gpus"
 
@@ -144,6 +144,9 @@ def run_task(
     """One SLURM task of one job of the sweep, on the cluster: the plugin's job, plus prepare_task."""
     import submitit
 
+    from mnist_lab.cli.command import register
+
+    register()  # this process on the cluster is an entry point of its own
     Singleton.set_state(singleton_state)
     setup_globals()
     config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, sweep_overrides)

@@ -1,6 +1,5 @@
-"""How a training run is launched and ended, apart from the main path in train.py: the command
-line made ready (resume, typos, the run folder), the one DDP launch refused in a sweep, why a fit
-ended, and what ddp_spawn's processes did not send back."""
+"""How a fit is launched and how it ended, apart from the main path in train.py: the one DDP launch
+refused in a sweep, why a fit ended, and what ddp_spawn's processes did not send back."""
 
 from __future__ import annotations
 
@@ -13,61 +12,9 @@ from hydra.types import RunMode
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
-from mnist_lab import slurm
-from mnist_lab.callbacks import EpochTimer
-from mnist_lab.checkpoints import LAST, check_run_files, newest_run, resume_point
-from mnist_lab.cli import check_writable, config_dir
-from mnist_lab.errors import ConfigError, UserError
-from mnist_lab.overrides import check_overrides
-from mnist_lab.run_dir import check_new_run_dir
-from mnist_lab.trust import trust_from_argv
-
-
-def prepare_command_line(argv: list[str]) -> list[str]:
-    """The Hydra command line to run: `resume=` rewritten, typos and reused folders refused."""
-    resuming = any(a.startswith("resume=") for a in argv[1:])
-    argv = resume_argv(argv)
-    check_overrides(config_dir(), "train", argv, "python -m mnist_lab")
-    if not resuming:  # resume= is the one way back into a run's folder
-        check_new_run_dir(argv, resumable=True)
-    check_writable(argv)
-    return argv
-
-
-def resume_argv(argv: list[str]) -> list[str]:
-    """Rewrite `resume=<run folder>` into Hydra arguments that rerun that folder's own config, in
-    that folder, from its checkpoints/last.ckpt (start.ckpt if it stopped in its first epoch).
-    Other arguments may change values (not config groups), e.g. trainer.max_epochs=40. The folder's
-    config and checkpoint come from elsewhere: they may name only trusted code (`trust=[...]` adds)."""
-    chosen = [a for a in argv[1:] if a.startswith("resume=")]
-    if not chosen:
-        return argv
-    spec = chosen[-1].split("=", 1)[1]
-    try:
-        run = (newest_run(Path("outputs")) if spec == "latest" else Path(spec).expanduser()).resolve()
-    except UserError as err:
-        raise UserError(str(err).replace("ckpt_path=latest", "resume=latest")) from err
-    if not (run / ".hydra" / "config.yaml").is_file():
-        raise UserError(f"resume={run}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run")
-    last = resume_point(run)
-    if last is None:
-        raise UserError(f"resume={run}: no checkpoints/{LAST} to resume from; start a new run instead")
-    rest = [a for a in argv[1:] if not a.startswith("resume=")]
-    check_run_files(run, last, trust_from_argv(argv))
-    # ++: a run saved before `trust` was a config key has no such key to set.
-    rest = [f"++{a.lstrip('+')}" if a.lstrip("+").startswith("trust=") else a for a in rest]
-    return [
-        argv[0],
-        "--config-path",
-        str(run / ".hydra"),
-        "--config-name",
-        "config",
-        f"hydra.run.dir={run}",
-        "hydra.output_subdir=null",
-        "hydra.job.name=train",
-        f"++ckpt_path={last}",
-        *rest,
-    ]
+from mnist_lab.checkpoints.paths import LAST
+from mnist_lab.errors import ConfigError
+from mnist_lab.training.callbacks import EpochTimer
 
 
 def reruns_command_line(trainer: L.Trainer, strategy: object) -> bool:
@@ -136,7 +83,3 @@ def recover_spawned_state(trainer: L.Trainer) -> int:
         if isinstance(callback, EpochTimer) and callback.state_key in state.get("callbacks", {}):
             callback.load_state_dict(state["callbacks"][callback.state_key])
     return state["epoch"] + 1
-
-
-# On import: mnist_lab.train imports this module before Hydra composes any config.
-slurm.register()

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import os
 
-import torch
 from omegaconf import DictConfig
 
 from mnist_lab.errors import ConfigError
 
 
+def need(ok: bool, message: str) -> None:
+    """Raise ConfigError with `message` unless `ok`."""
+    if not ok:
+        raise ConfigError(message)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse config values outside their range before anything is built or written."""
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
-
     lr = cfg.optimizer.get("lr")
     need(
         isinstance(lr, (int, float)) and lr > 0,
@@ -41,6 +41,12 @@ def check_config(cfg: DictConfig) -> None:
             f"callbacks.accuracy_stop.stopping_threshold must lie in (0, 1], got {threshold!r}; "
             "or switch the stop off with callbacks.accuracy_stop=null",
         )
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse more devices than the machine has (asks torch, so it runs once torch is loaded)."""
+    import torch
+
     devices, accelerator = cfg.trainer.get("devices"), cfg.trainer.get("accelerator")
     if isinstance(devices, int):
         gpus = torch.cuda.device_count()

@@ -7,10 +7,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
-from mnist_lab.checkpoints import LoadedModel
-from mnist_lab.classifier import Classifier
-from mnist_lab.data import MNISTDataModule
+from mnist_lab.checkpoints.load import LoadedModel
+from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import UserError
+from mnist_lab.models.classifier import Classifier
 
 
 def datamodule_for(loaded: LoadedModel, data_cfg: DictConfig) -> MNISTDataModule:

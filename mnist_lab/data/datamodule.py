@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from mnist_lab import datasets
+from mnist_lab.data import files
 
 
 class IndexBatches:
@@ -51,25 +50,20 @@ class IndexBatches:
 
 class TensorBatches:
     """Mini-batches `(x, y)` built by indexing tensors held in memory (on the training device once
-    moved there), in the order of `sampler`; with `stack` > 1, lists of that many consecutive
-    mini-batches (see mnist_lab.fast_path)."""
+    moved there), in the order of `sampler`."""
 
-    def __init__(self, data: TensorDataset, sampler: IndexBatches, stack: int = 1) -> None:
+    def __init__(self, data: TensorDataset, sampler: IndexBatches) -> None:
         self.x, self.y = data.tensors
         # A DataLoader's attribute names: Lightning calls `sampler.set_epoch` before every epoch.
         self.sampler, self.batch_sampler = sampler, None
-        self.stack = stack
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.stack)
+        return len(self.sampler)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]]:
-        batches = ((self.x[i], self.y[i]) for i in (index.to(self.x.device) for index in self.sampler))
-        if self.stack == 1:
-            yield from batches
-            return
-        while stack := list(itertools.islice(batches, self.stack)):
-            yield stack
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for index in self.sampler:
+            index = index.to(self.x.device)
+            yield self.x[index], self.y[index]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -77,7 +71,7 @@ class MNISTDataModule(L.LightningDataModule):
     test = the official 10,000. Pixels are floats in [0, 1]; with `normalize` the training split's
     mean and std are measured for the model, which scales its own inputs.
 
-    `augment`, a module such as `mnist_lab.augment.RandomAffine`, transforms training batches on
+    `augment`, a module such as `mnist_lab.data.augment.RandomAffine`, transforms training batches on
     the training device (validation, test and prediction batches are left as they are).
     """
 
@@ -93,7 +87,7 @@ class MNISTDataModule(L.LightningDataModule):
         augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.dataset = datasets.dataset(dataset)
+        self.dataset = files.dataset(dataset)
         self.root = Path(root).expanduser() if root else None
         self.download = download
         self.batch_size = batch_size
@@ -103,20 +97,19 @@ class MNISTDataModule(L.LightningDataModule):
         self.augment = augment
         self.mean, self.std = 0.0, 1.0  # the training split's, for the model's input scaling
         self.shuffle_seed = 0  # set by setup from torch's seed
-        self.steps_per_batch = 1  # mini-batches per training batch, set by mnist_lab.fast_path.StackedSteps
         self.data_train: TensorDataset | None = None
         self.data_val: TensorDataset | None = None
         self.data_test: TensorDataset | None = None
 
     def prepare_data(self) -> None:
         """Download the dataset when no copy is found and downloads are allowed (setup reads it)."""
-        datasets.locate(self.dataset, self.root, self.download)
+        files.locate(self.dataset, self.root, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         """Load all images once as float tensors of shape (N, 1, 28, 28)."""
         if self.data_train is not None:
             return
-        splits = datasets.load(self.dataset, self.root)
+        splits = files.load(self.dataset, self.root)
         (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
         train_x, test_x = _to_float(train_x), _to_float(test_x)
         val_x, train_x = train_x[: self.val_size], train_x[self.val_size :]
@@ -149,14 +142,14 @@ class MNISTDataModule(L.LightningDataModule):
             data.tensors = tuple(t.to(device) for t in data.tensors)
         return data
 
-    def _batches(self, data: TensorDataset, batch_size: int, shuffle: bool, stack: int = 1) -> TensorBatches:
+    def _batches(self, data: TensorDataset, batch_size: int, shuffle: bool) -> TensorBatches:
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = IndexBatches(len(data), batch_size, shuffle, self.shuffle_seed, rank, world_size)
-        return TensorBatches(self._on_device(data), sampler, stack)
+        return TensorBatches(self._on_device(data), sampler)
 
     def train_dataloader(self) -> TensorBatches:
         overfit = self.trainer is not None and self.trainer.overfit_batches > 0  # the same batches every epoch
-        return self._batches(self.data_train, self.batch_size, shuffle=not overfit, stack=self.steps_per_batch)
+        return self._batches(self.data_train, self.batch_size, shuffle=not overfit)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches(self.data_val, self.eval_batch_size, shuffle=False)

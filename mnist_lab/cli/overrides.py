@@ -8,26 +8,12 @@ import re
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
+from mnist_lab.cli.command_line import CommandLine
 from mnist_lab.errors import UserError
 
-# Hydra's own flags: with these the command line is not a plain list of overrides.
-SKIP_FLAGS = (
-    "--config-path",
-    "-cp",
-    "--config-dir",
-    "-cd",
-    "--info",
-    "-i",
-    "--help",
-    "-h",
-    "--hydra-help",
-    "--shell-completion",
-    "-sc",
-)
 # Config options that come from Hydra plugins of the `sweeps` extra.
 PLUGIN_OPTIONS = {
     "hydra/launcher": ("joblib", "submitit_local", "submitit_slurm", "slurm"),
@@ -36,11 +22,10 @@ PLUGIN_OPTIONS = {
 }
 
 
-def first_values(overrides: list[str]) -> list[str]:
+def first_values(line: CommandLine) -> list[str]:
     """A sweep's overrides with each swept value replaced by its first, so that one job composes."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
     single = []
-    for text, override in zip(overrides, parsed):
+    for text, override in zip(line.texts, line.overrides or []):
         if override.is_sweep_override():
             values = list(override.sweep_string_iterator()) if override.is_choice_sweep() else []
             if not values:
@@ -66,18 +51,16 @@ def suggestion(word: str, candidates: list[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def check_overrides(config_dir: str, config_name: str, argv: list[str], command: str) -> None:
-    """Compose `config_name` with the overrides on `argv`; raise UserError with one line naming an
+def check_overrides(config_dir: str, config_name: str, line: CommandLine, command: str) -> None:
+    """Compose `config_name` with the command line's overrides; raise UserError with one line naming an
     unknown key or config option, the closest existing one, and the fix."""
-    if any(arg.split("=")[0] in SKIP_FLAGS for arg in argv[1:]):
-        return
-    overrides = [arg for arg in argv[1:] if not arg.startswith("-")]
+    if line.runs_nothing or line.overrides is None:
+        return  # Hydra prints what was asked, or its own precise words on the syntax
+    overrides = first_values(line)
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             try:
-                compose(config_name, overrides=first_values(overrides), return_hydra_config=True)
-            except OverrideParseException:
-                return  # Hydra's own message about the syntax is precise
+                compose(config_name, overrides=overrides, return_hydra_config=True)
             except MissingConfigException as err:
                 raise UserError(missing_option(err, command)) from err
             except ConfigCompositionException as err:
@@ -87,7 +70,7 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str], command:
                 key = match.group(1)
                 base = compose(
                     config_name,
-                    overrides=[o for o in first_values(overrides) if not o.startswith(key)],
+                    overrides=[o for o in overrides if not o.lstrip("+").startswith(key)],
                     return_hydra_config=True,
                 )
                 groups = list(base.hydra.runtime.choices) if "." not in key else []  # modle -> model

@@ -13,8 +13,8 @@ class RandomAffine(nn.Module):
     """A random rotation, scaling and shift per image, drawn independently for every image of a batch.
 
     `degrees`: rotations in [-degrees, degrees]; `translate`: shifts up to that fraction of the
-    image in x and y; `scale`: zoom in [1 - scale, 1 + scale]. Works on (N, C, H, W) batches and on
-    stacks of them (K, N, C, H, W); one `affine_grid` + `grid_sample` call for the whole stack.
+    image in x and y; `scale`: zoom in [1 - scale, 1 + scale]. Works on (N, C, H, W) batches with
+    one `affine_grid` + `grid_sample` call for the whole batch.
     """
 
     def __init__(self, degrees: float = 10.0, translate: float = 0.1, scale: float = 0.1) -> None:
@@ -25,8 +25,6 @@ class RandomAffine(nn.Module):
         self.degrees, self.translate, self.scale = degrees, translate, scale
 
     def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        x = x.reshape(-1, *shape[-3:])
         n = x.shape[0]
 
         def uniform(limit: float) -> Tensor:
@@ -44,7 +42,7 @@ class RandomAffine(nn.Module):
             dim=1,
         ).to(x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(shape)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def extra_repr(self) -> str:
         return f"degrees={self.degrees}, translate={self.translate}, scale={self.scale}"

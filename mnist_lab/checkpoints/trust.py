@@ -19,14 +19,18 @@ from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser
 from mnist_lab.errors import UserError
 
 # What a checkpoint's hyperparameters may build: entries ending in "." are prefixes.
-MODEL_TARGETS = ("mnist_lab.nets.", "mnist_lab.augment.", "torch.optim.")
+MODEL_TARGETS = (
+    "mnist_lab.models.",
+    "mnist_lab.training.stacked.StackedClassifier",
+    "mnist_lab.data.augment.",
+    "torch.optim.",
+)
 # What a saved run config may build as well (trainer, callbacks, loggers, data).
 RUN_TARGETS = (
     *MODEL_TARGETS,
-    "mnist_lab.data.",
-    "mnist_lab.callbacks.",
-    "mnist_lab.fast_path.StackedSteps",
-    "mnist_lab.atomic.AtomicCheckpointIO",
+    "mnist_lab.data.datamodule.",
+    "mnist_lab.training.callbacks.",
+    "mnist_lab.training.checkpoint_io.AtomicCheckpointIO",
     "lightning.pytorch.Trainer",
     "lightning.pytorch.trainer.",
     "lightning.pytorch.callbacks.",
@@ -76,7 +80,7 @@ def _resolvers(value: str) -> list[str]:
 
 def _canonical(target: str) -> str | None:
     """Where the object `target` names is defined (module.qualname), or None if it is not a
-    class or function; `mnist_lab.nets.torch.os.makedirs` is `os.makedirs`, for one."""
+    class or function; `mnist_lab.models.nets.torch.os.makedirs` is `os.makedirs`, for one."""
     try:
         obj = get_object(target)
     except Exception:  # noqa: BLE001 - any failure to find it means it cannot be trusted
@@ -141,20 +145,3 @@ def check_targets(
             f"{source}: {where} names {value}{actually}, which mnist_lab will not run from a file "
             f"unless you trust it; to trust it, add trust=[{value}]"
         )
-
-
-def trust_from_argv(argv: list[str]) -> list[str]:
-    """The `trust=[...]` given on a command line (also as `+trust=` or `++trust=`); [] if none."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    chosen = [a for a in argv[1:] if a.lstrip("+").startswith("trust=")]
-    if not chosen:
-        return []
-    try:
-        value = OverridesParser.create().parse_overrides([chosen[-1].lstrip("+")])[0].value()
-    except OverrideParseException as err:
-        raise TrustError(
-            f"{chosen[-1]} is not a list of names; write e.g. trust=[my_pkg.nets.MyNet,other_pkg.]"
-        ) from err
-    return normalise(value)

@@ -2,7 +2,8 @@
 
 Two runs started in the same second name the same `<date>/<time>_<model>` folder; the resolver
 creates the first of `<folder>`, `<folder>-1`, `<folder>-2`, ... that does not exist yet, with one
-`mkdir` that fails if another process got there first. Registered when mnist_lab.cli is imported.
+`mkdir` that fails if another process got there first. The entry point registers the resolver
+(mnist_lab.cli.command.register).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from mnist_lab.cli.command_line import CommandLine
 from mnist_lab.errors import UserError
 
 RESOLVER = "mnist_lab.new_dir"
@@ -59,23 +59,13 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def explicit_run_dir(argv: list[str]) -> str | None:
-    """The folder given with `hydra.run.dir=<folder>` on the command line, if any (the last one wins)."""
-    chosen = None
-    for arg in argv[1:]:
-        key, _, value = arg.lstrip("+").partition("=")
-        if key == "hydra.run.dir":
-            chosen = value.strip("'\"")
-    return chosen
-
-
-def check_new_run_dir(argv: list[str], resumable: bool = False) -> None:
+def check_new_run_dir(line: CommandLine, resumable: bool = False) -> None:
     """Refuse `hydra.run.dir=<folder>` when that folder already holds a run: a new run never
     writes into an earlier one's folder (`resume=` is the way back into a training run)."""
-    if os.environ.get("LOCAL_RANK", "0") != "0" or {"-m", "--multirun"} & set(argv[1:]):
+    if os.environ.get("LOCAL_RANK", "0") != "0" or line.multirun:
         return  # a DDP process that Lightning started for its run, or a sweep (its own folders)
-    target = explicit_run_dir(argv)
-    if not target or "${" in target:
+    target = line.value("hydra.run.dir")
+    if not isinstance(target, str) or not target or "${" in target:
         return
     folder = Path(target).expanduser()
     if not _exists(folder):
@@ -86,6 +76,20 @@ def check_new_run_dir(argv: list[str], resumable: bool = False) -> None:
         raise UserError(
             f"hydra.run.dir={folder} already holds a run (it has {found}); give a new folder "
             f"or leave hydra.run.dir out{back}"
+        )
+
+
+def check_writable(line: CommandLine, default: str = "outputs") -> None:
+    """Refuse to start when the run folder cannot be written (before Hydra tries and fails)."""
+    target = line.value("hydra.sweep.dir" if line.multirun else "hydra.run.dir") or default
+    if not isinstance(target, str) or "${" in target:
+        return
+    folder = Path(target).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise UserError(
+            f"cannot write the run folder {folder}: {existing} is not writable; run from a "
+            "writable folder or set hydra.run.dir=<a writable folder>"
         )
 
 
@@ -102,6 +106,3 @@ def discard_if_unused(folder: str | Path) -> None:
     while cwd in parent.parents and _exists(parent) and not any(parent.iterdir()):
         parent.rmdir()  # the date folder (and outputs/) when this run was their only one
         parent = parent.parent
-
-
-OmegaConf.register_new_resolver(RESOLVER, new_dir, replace=True)

@@ -1,4 +1,4 @@
-"""`python -m mnist_lab.serve`: draw a digit in the browser. A page and a JSON API over one checkpoint."""
+"""The server: the drawing page and a JSON API over one checkpoint (`python -m mnist_lab.serve`)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,17 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from mnist_lab.batching import Batcher
-from mnist_lab.checkpoints import LoadedModel, load_checkpoint
-from mnist_lab.cli import hydra_main
+from mnist_lab.checkpoints.load import LoadedModel, load_checkpoint
+from mnist_lab.data.images import (
+    ImageError,
+    ImageTooLargeError,
+    NoDigitError,
+    NotAnImageError,
+    decode_grayscale,
+    to_mnist,
+)
 from mnist_lab.errors import UserError
-from mnist_lab.images import ImageError, ImageTooLargeError, NoDigitError, NotAnImageError, decode_grayscale, to_mnist
+from mnist_lab.serve.batching import Batcher
 
 log = logging.getLogger("mnist_lab.serve")  # also when run as __main__
 
@@ -118,7 +124,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 def page_html() -> str:
     """The drawing page, shipped inside the package."""
-    return resources.files("mnist_lab").joinpath("static/index.html").read_text(encoding="utf-8")
+    return resources.files("mnist_lab.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
 def create_app(
@@ -133,7 +139,7 @@ def create_app(
     batcher = Batcher(loaded, max_batch, batch_wait_ms / 1000)
     decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") if decode_threads > 0 else None
     html = page_html().replace("__MAX_BYTES__", str(max_bytes))  # the page checks a file's size first
-    net_name = type(loaded.model.net).__name__
+    net_name = loaded.name
     health = json.dumps({"status": "ok", "model": net_name, "dataset": loaded.dataset}, separators=(",", ":"))
 
     @asynccontextmanager
@@ -270,7 +276,7 @@ def serve(cfg: DictConfig, out_dir: Path) -> None:
     log.info(
         "serving %s (%s, trained on %s): open %s",
         loaded.path,
-        type(loaded.model.net).__name__,
+        loaded.name,
         loaded.dataset,
         page_url(sock),
     )
@@ -280,9 +286,3 @@ def serve(cfg: DictConfig, out_dir: Path) -> None:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl-C on
         log.info("stopped")
-
-
-main = hydra_main("serve", serve)
-
-if __name__ == "__main__":
-    main()

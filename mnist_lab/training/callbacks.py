@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from mnist_lab.checkpoints import LAST, START
+from mnist_lab.checkpoints.paths import LAST, START
 from mnist_lab.errors import Interrupted
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,18 @@ class EpochTimer(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, list[float]]) -> None:
         self.seconds = list(state_dict["seconds"])
+
+
+class Provenance(L.Callback):
+    """Record in every checkpoint which LightningModule wrote it and what data it read, so that the
+    checkpoint alone rebuilds it (mnist_lab.checkpoints.load)."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        module = type(pl_module)
+        checkpoint["mnist_lab"] = {
+            "module": f"{module.__module__}.{module.__qualname__}",
+            "dataset": getattr(trainer.datamodule, "dataset_name", None),
+        }
 
 
 class TutorialLog(L.Callback):
@@ -89,8 +101,6 @@ class GracefulInterrupt(L.Callback):
     full epoch (`last.ckpt`, or `start.ckpt` during the first epoch) to resume from; a second
     signal exits at once. Training stops by raising `Interrupted`, which `train` turns into
     metrics.json and the resume command."""
-
-    stack_safe = True  # stopping after a stack of mini-batches (mnist_lab.fast_path) is as good
 
     def __init__(self) -> None:
         self.received: int | None = None

@@ -17,10 +17,9 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lab import plots
+from mnist_lab.checkpoints.trust import check_targets
 from mnist_lab.errors import NonFiniteLossError
-from mnist_lab.fast_path import share_step_count
-from mnist_lab.nets import IMAGE_SHAPE, NUM_CLASSES
-from mnist_lab.trust import check_targets
+from mnist_lab.models.nets import IMAGE_SHAPE, NUM_CLASSES
 
 Batch = tuple[Tensor, Tensor]
 MISTAKES_SHOWN = 16  # misclassified test digits drawn in TensorBoard
@@ -32,12 +31,9 @@ class Classifier(L.LightningModule):
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
     hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
     `scheduler`, if given, is a `_partial_` learning-rate scheduler stepped once per epoch;
-    `compile=True` runs the training steps through torch.compile. Every optimizer step is one
-    mini-batch, by Lightning's automatic optimization or, for stacks from mnist_lab.fast_path, its
-    manual optimization, so every Trainer flag keeps its meaning.
+    `compile=True` runs the training steps through torch.compile. Lightning's automatic optimization
+    makes one optimizer step per mini-batch.
     """
-
-    takes_stacked_batches = True  # training_step also takes lists of mini-batches (mnist_lab.fast_path)
 
     def __init__(
         self,
@@ -63,12 +59,9 @@ class Classifier(L.LightningModule):
         # This epoch's (loss, predictions, labels) per step: a metric update costs as much as a small
         # network's step, so the training metrics take them all at once, at the epoch's end.
         self.train_steps: list[tuple[Tensor, Tensor, Tensor]] = []
-        self.scales_inputs = True  # whether scale() changes the inputs: set when training starts
-        self.plain_backward = False  # stacked steps where nothing hooks backward (mnist_lab.fast_path)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
-        self.test_confusion_matrix: Tensor | None = None  # the last test's, rows: labels (for evaluate)
         self._test_mistakes: list[tuple[Tensor, Tensor, Tensor]] = []
         self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
@@ -86,49 +79,22 @@ class Classifier(L.LightningModule):
             self.input_mean.fill_(datamodule.mean)
             self.input_std.fill_(datamodule.std)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dataset"] = getattr(self.trainer.datamodule, "dataset_name", "MNIST")  # what it read
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        share_step_count(checkpoint)
-        state = checkpoint["state_dict"]
-        if "input_mean" not in state:  # written before the scaling lived in the model
-            data = checkpoint.get("MNISTDataModule", {})
-            state["input_mean"] = torch.tensor(float(data.get("mean", 0.0)))
-            state["input_std"] = torch.tensor(float(data.get("std", 1.0)))
-
     def on_train_start(self) -> None:
-        # (x - 0) / 1 takes as long as a softmax step: training skips the scaling when it changes nothing.
-        self.scales_inputs = bool(self.input_mean != 0 or self.input_std != 1)
         if self.hparams.compile and self._compiled_forward is None:
             # Training steps only: a compiled function (not a submodule) leaves checkpoint keys and
             # TensorBoard's graph tracing (torch.jit cannot trace compiled code) untouched.
             self._compiled_forward = torch.compile(self.net.forward)
 
-    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor | None:
-        """Cross-entropy of one mini-batch; Lightning runs backward and the optimizer step.
-
-        Given a list of mini-batches by mnist_lab.fast_path, make one optimizer step per mini-batch
-        through Lightning's manual optimization instead."""
-        if self.automatic_optimization:
-            loss = self.step_loss(batch)
-            self.check_finite(loss)
-            return loss
-        optimizer = self.optimizers()
-        for mini_batch in batch:
-            loss = self.step_loss(mini_batch)
-            optimizer.zero_grad()
-            # manual_backward runs the backward hooks; where none acts (fast_path), it comes to loss.backward()
-            loss.backward() if self.plain_backward else self.manual_backward(loss)
-            optimizer.step()
-        # Once per stack: each check waits for the device to finish. No checkpoint is saved in between.
-        self.check_finite(torch.stack([loss for loss, _, _ in self.train_steps[-len(batch) :]]))
-        return None
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Cross-entropy of one mini-batch; Lightning runs backward and the optimizer step."""
+        loss = self.step_loss(batch)
+        self.check_finite(loss)
+        return loss
 
     def step_loss(self, batch: Batch) -> Tensor:
         """One training mini-batch's loss, added to the epoch's training metrics."""
         x, y = batch
-        logits = (self._compiled_forward or self.net)(self.scale(x) if self.scales_inputs else x)
+        logits = (self._compiled_forward or self.net)(self.scale(x))
         loss = F.cross_entropy(logits, y)
         self.train_steps.append((loss.detach(), logits.argmax(-1), y))
         return loss
@@ -179,25 +145,16 @@ class Classifier(L.LightningModule):
             self.train_loss.update(loss, weight=images)
             self.train_acc.update(accuracy, weight=images)
         self.log_dict({"train/loss": self.train_loss, "train/acc": self.train_acc}, prog_bar=True)
-        self.log_dict(self.x_axis())
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         if not self.trainer.sanity_checking:  # the untrained model's score is not a best
             self.val_acc_best(self.val_acc.compute())
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on every rank
-            self.log_dict(self.x_axis())
-
-    def x_axis(self) -> dict[str, float]:
-        """The step and epoch the loggers file epoch metrics under, as Lightning does when nothing names
-        them; named here because Lightning's default step counts training batches, and stacked ones
-        (mnist_lab.fast_path) hold several optimizer steps."""
-        return {"step": float(self.global_step), "epoch": float(self.current_epoch)}
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
-        self.test_confusion_matrix = self.test_confusion.compute().cpu()
-        matrix = self.test_confusion_matrix.numpy()
+        matrix = self.test_confusion.compute().cpu().numpy()  # rows: labels
         mistakes = self._test_mistakes[:MISTAKES_SHOWN]
         self.test_confusion.reset()
         self._test_mistakes = []
@@ -241,7 +198,7 @@ class Classifier(L.LightningModule):
         **kwargs: Any,
     ) -> Classifier:
         """Lightning's loader, after refusing a checkpoint whose hyperparameters name code that is not
-        trusted: mnist_lab's networks, torch's optimizers and what `trust` names (see mnist_lab.trust)."""
+        trusted: mnist_lab's networks, torch's optimizers and what `trust` names (see mnist_lab.checkpoints.trust)."""
         weights_only = True if weights_only is None else weights_only
         start = checkpoint_path.tell() if hasattr(checkpoint_path, "seek") else None
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)

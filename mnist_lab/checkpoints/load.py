@@ -1,0 +1,136 @@
+"""Load a checkpoint into the LightningModule that wrote it, running only code the user trusts."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object
+from omegaconf import OmegaConf
+
+from mnist_lab.checkpoints.paths import CheckpointError, resolve_checkpoint
+from mnist_lab.checkpoints.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
+
+CLASSIFIER = "mnist_lab.models.classifier.Classifier"  # what a checkpoint without a mnist_lab record holds
+UNREADABLE = (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError, AttributeError)
+
+
+@dataclass
+class LoadedModel:
+    """A LightningModule rebuilt from a checkpoint, with what it was trained on."""
+
+    model: L.LightningModule
+    path: Path
+    dataset: str  # what it was trained on, e.g. "MNIST"
+
+    @property
+    def name(self) -> str:
+        """The network's class name (the module's, for a module without a `net`), e.g. "CNN"."""
+        return type(getattr(self.model, "net", self.model)).__name__
+
+
+def misfit(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]) -> str | None:
+    """How a state_dict does not fit a model's, e.g. "3 missing, 1 unexpected key(s) (first: net.fc.bias)"."""
+    missing = sorted(expected.keys() - given.keys())
+    unexpected = sorted(given.keys() - expected.keys())
+    shaped = sorted(
+        k
+        for k in expected.keys() & given.keys()
+        if not isinstance(given[k], torch.Tensor) or given[k].shape != expected[k].shape
+    )
+    counts = [
+        f"{len(keys)} {kind}"
+        for keys, kind in ((missing, "missing"), (unexpected, "unexpected"), (shaped, "mis-shaped"))
+        if keys
+    ]
+    return f"{', '.join(counts)} key(s) (first: {(missing + unexpected + shaped)[0]})" if counts else None
+
+
+def read_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, read with `weights_only=True`: tensors and plain containers, never code."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except UNREADABLE as err:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}); give ckpt_path= a .ckpt written by mnist_lab"
+        ) from err
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint (no state_dict); give ckpt_path= a checkpoint from a mnist_lab run"
+        )
+    return checkpoint
+
+
+def load_checkpoint(
+    spec: str | Path, outputs_dir: str | Path = "outputs", map_location: str = "cpu", trust: Sequence[str] = ()
+) -> LoadedModel:
+    """Rebuild the LightningModule of a checkpoint from the checkpoint alone, on `map_location`.
+
+    The module's class comes from the checkpoint's `mnist_lab` record (callbacks.provenance wrote it),
+    its arguments from its hyperparameters. Only mnist_lab's modules and networks and torch's optimizers
+    are built, plus what `trust` names (see trust.py)."""
+    path = resolve_checkpoint(spec, outputs_dir)
+    checkpoint = read_checkpoint(path, map_location)
+    record = checkpoint.get("mnist_lab") if isinstance(checkpoint.get("mnist_lab"), dict) else {}
+    hparams = checkpoint.get("hyper_parameters") or {}
+    classifier_shaped = isinstance(hparams, dict) and {"net", "optimizer"} <= hparams.keys()
+    module_name = record.get("module") or (CLASSIFIER if classifier_shaped else None)
+    if not isinstance(hparams, dict) or not isinstance(module_name, str):
+        raise CheckpointError(
+            f"{path} is not a mnist_lab checkpoint (it names no LightningModule to rebuild); "
+            "give ckpt_path= a checkpoint from a mnist_lab run"
+        )
+    check_targets({"_target_": module_name, **hparams}, trust, source=str(path))
+    module_class = get_object(module_name)
+    if not (isinstance(module_class, type) and issubclass(module_class, L.LightningModule)):
+        raise CheckpointError(f"{path} names {module_name}, which is not a LightningModule; give another ckpt_path=")
+    try:
+        model = module_class(**hparams)
+    except (InstantiationException, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: {module_class.__name__} cannot be rebuilt from its hyperparameters ({err.__cause__ or err}); "
+            "its __init__ must call self.save_hyperparameters()"
+        ) from err
+    problem = misfit(model.state_dict(), checkpoint["state_dict"])
+    if problem is not None:
+        raise CheckpointError(
+            f"{path}: its weights do not fit its {type(getattr(model, 'net', model)).__name__} network ({problem}); "
+            "give ckpt_path= a checkpoint written by mnist_lab, unmodified"
+        )
+    model.load_state_dict(checkpoint["state_dict"])
+    model.to(map_location).eval()
+    return LoadedModel(model, path, record.get("dataset") or "MNIST")
+
+
+def check_run_files(run: Path, checkpoint: Path, trust: Sequence[str] = ()) -> None:
+    """Refuse to resume a run whose saved config or checkpoint names code that is not trusted
+    (mnist_lab's, torch's optimizers, Lightning's trainer parts, torchvision's datasets, `trust`)."""
+    config_file = run / ".hydra" / "config.yaml"
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+    except Exception as err:  # noqa: BLE001 - whatever the parser met, the file is not a run's config
+        raise CheckpointError(
+            f"{config_file} is not a readable run config ({type(err).__name__}); "
+            "give resume= the folder of a mnist_lab run"
+        ) from err
+    if not isinstance(config, dict) or {"hydra", "defaults"} & config.keys():
+        raise TrustError(
+            f"{config_file} has a hydra or defaults section, which no mnist_lab run saves and which "
+            "would run code before any check; give resume= the folder of a mnist_lab run"
+        )
+    check_targets(config, trust, source=str(config_file), trusted=RUN_TARGETS, resolvers=RUN_RESOLVERS)
+    try:
+        contents = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except UNREADABLE as err:
+        raise CheckpointError(
+            f"{checkpoint} is not a readable checkpoint ({type(err).__name__}); start a new run instead"
+        ) from err
+    check_targets(contents.get("hyper_parameters", {}), trust, source=str(checkpoint))

@@ -1,0 +1,1 @@
+"""The models: plain `nn.Module` networks and `Classifier`, the LightningModule that trains any of them."""

@@ -1,0 +1,1 @@
+"""`python -m mnist_lab.serve`: the drawing page and a JSON API over one checkpoint."""
