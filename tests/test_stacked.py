@@ -108,7 +108,8 @@ def quiet_trainer(tmp_path: Path, **flags) -> L.Trainer:
 @pytest.mark.parametrize("module", [Classifier, StackedClassifier])
 def test_the_progress_bar_counts_mini_batches_on_both_paths(tmp_path, module):
     bar, datamodule = CountingBar(), MNISTDataModule(download=False, batch_size=256, val_size=50_000)
-    quiet_trainer(tmp_path, callbacks=[bar], limit_val_batches=1).fit(module(NET, SGD), datamodule=datamodule)
+    trainer = quiet_trainer(tmp_path, callbacks=[bar], limit_val_batches=1)
+    trainer.fit(module(net=NET, optimizer=SGD), datamodule=datamodule)
     assert bar.seen == [(40, 40)]  # 10,000 images in batches of 256: 39 full, one of 16
 
 
@@ -152,7 +153,7 @@ class GradientWatcher(L.Callback):
     def on_before_backward(self, trainer, pl_module, loss) -> None: ...
 
 
-SOFTMAX = StackedClassifier(NET, SGD)
+SOFTMAX = StackedClassifier(net=NET, optimizer=SGD)
 
 
 @pytest.mark.parametrize(

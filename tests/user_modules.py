@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -16,15 +15,8 @@ from mnist_lab.models.classifier import Classifier
 class SmoothedClassifier(Classifier):
     """mnist_lab's Classifier trained with label smoothing: a subclass with an argument of its own."""
 
-    def __init__(
-        self,
-        net: Mapping[str, Any],
-        optimizer: Mapping[str, Any],
-        scheduler: Mapping[str, Any] | None = None,
-        compile: bool = False,
-        smoothing: float = 0.1,
-    ) -> None:
-        super().__init__(net, optimizer, scheduler, compile)
+    def __init__(self, smoothing: float = 0.1, **classifier: Any) -> None:
+        super().__init__(**classifier)
 
     def step_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -109,17 +109,11 @@ def share_step_count(checkpoint: dict[str, Any]) -> None:
 class StackedClassifier(Classifier):
     """`Classifier` that makes `stack` optimizer steps, one per mini-batch, in each Lightning step."""
 
-    def __init__(
-        self,
-        net: Mapping[str, Any],
-        optimizer: Mapping[str, Any],
-        scheduler: Mapping[str, Any] | None = None,
-        compile: bool = False,
-        stack: int = 10,
-    ) -> None:
+    def __init__(self, stack: int = 10, **classifier: Any) -> None:
+        """`classifier`: Classifier's arguments (saved with `stack` as hyperparameters by Classifier)."""
         if stack < 1:
             raise ValueError(f"model.stack must be at least 1, got {stack}")
-        super().__init__(net, optimizer, scheduler, compile)
+        super().__init__(**classifier)
         # `dataloader_iter` has been public since Lightning 2.0; its warnings still call it experimental.
         warnings.filterwarnings("ignore", message="Found `dataloader_iter` argument")
         warnings.filterwarnings("ignore", message="You are using the `dataloader_iter` step flavor")
