@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
+import logging
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from mnist_lab.cli.command import config_dir, register
@@ -47,14 +53,14 @@ def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
     return train(compose_train(output_dir, *overrides))
 
 
-def run_cli(
+def run_process(
     *args: str,
     module: str = "mnist_lab",
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 600,
 ) -> subprocess.CompletedProcess:
-    """Run `python -m mnist_lab ...` (or another entry point) in a subprocess, as a user would."""
+    """Run `python -m mnist_lab ...` (or another entry point) in a new interpreter, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
@@ -63,6 +69,49 @@ def run_cli(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def run_cli(
+    *args: str, module: str = "mnist_lab", cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m mnist_lab ...` (or another entry point) run inside this process: the same command
+    line, the same Hydra main, output and exit code, without a new interpreter's seconds of imports.
+    For the tests whose subject is not the process itself (signals, kills and imports are)."""
+    import lightning  # noqa: F401  first, so that what its import sets in os.environ stays set
+    import torch
+
+    saved_argv, saved_env, saved_cwd = sys.argv[:], dict(os.environ), os.getcwd()
+    saved_threads, root = torch.get_num_threads(), logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [module, *args]
+    os.environ.update(env or {})
+    os.chdir(cwd or saved_cwd)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            except SystemExit as exit:
+                if isinstance(exit.code, str):
+                    err.write(exit.code + "\n")
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+            except Exception:  # what the interpreter would print before exiting with 1
+                err.write(traceback.format_exc())
+                code = 1
+    finally:
+        GlobalHydra.instance().clear()
+        for handler in root.handlers[:]:
+            if handler not in saved_handlers:  # the run's own: console and train.log
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:], root.level = saved_handlers, saved_level
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        torch.set_num_threads(saved_threads)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 @dataclass
@@ -150,6 +199,26 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return line.split("[ERROR] - ", 1)[-1].removeprefix("error: ")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_data_load() -> Iterator[None]:
+    """Each idx file is read and checked once per session (keyed by its path, size and time), not
+    once per run: the data's handling is tested in test_data.py, not again by every run."""
+    from mnist_lab.data import files
+
+    read_idx, cache = files.read_idx, {}
+
+    def cached(path: Path, fix: str) -> tuple[Any, str]:
+        stat = Path(path).stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in cache:
+            cache[key] = read_idx(path, fix)
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "read_idx", cached)
+        yield
+
+
 @pytest.fixture(scope="session")
 def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One epoch of the default model (sigmoid MLP, Adam) on the full training split."""
@@ -159,12 +228,28 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """A short real CNN fit (20,000 images): checkpoints for predict, evaluate and export."""
+    """A short real CNN fit (10,000 images): checkpoints for predict, evaluate and export."""
     run_dir = tmp_path_factory.mktemp("outputs") / "cnn_run"
-    return run_dir, fit(run_dir, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=200")
+    return run_dir, fit(run_dir, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=100")
 
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the train config with overrides, writing into this test's tmp_path."""
     return lambda *overrides: compose_train(tmp_path, *overrides)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), a file's tests stay on one worker with their module
+    fixtures, and every test of the session's CNN run joins them there: it is trained once."""
+    for item in items:
+        group = "cnn_run" if "cnn_run" in item.fixturenames else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker trains on one thread: two workers share the machine's cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -7,8 +7,8 @@ HOOK_SLOW_WRITE=<text>         the first write into a file whose name holds <tex
                                waits a minute: a kill lands inside the write.
 HOOK_SLOW_WRITE_SKIP=<n>       ... the first such write after n such files were written in full.
 
-`SlowStep` is a callback for the command line (`+callbacks.slow._target_=hooked_run.SlowStep`):
-every training step after the first creates its `marker` and then takes a minute.
+It imports nothing heavy itself, so that a command that fails before training fails as fast as
+`python -m mnist_lab` does.
 """
 
 from __future__ import annotations
@@ -20,21 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-
 PAUSE = 60.0  # seconds; the tests kill the process long before
-
-
-class SlowStep(L.Callback):
-    """Every training step after the first creates `marker`, then sleeps a minute."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = Path(marker)
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
-        if trainer.global_step > 0:
-            self.marker.write_text(str(trainer.global_step))
-            time.sleep(PAUSE)
 
 
 class _HalfWrite:

@@ -1,7 +1,8 @@
-"""A callback for the SLURM tests: every training step takes at least `seconds`, so that a requeue
-sent after the first epoch lands mid-training however fast the machine is."""
+"""Callbacks that slow training down, so that a signal or a requeue lands where a test wants it
+however fast the machine is."""
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,3 +23,15 @@ class StackSafePace(Pace):
     a run on stacked steps (mnist_lab.training.stacked)."""
 
     stack_safe = True
+
+
+class SlowStep(L.Callback):
+    """Every training step after the first creates `marker`, then sleeps a minute."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = Path(marker)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if trainer.global_step > 0:
+            self.marker.write_text(str(trainer.global_step))
+            time.sleep(60.0)  # the test sends its second Ctrl-C long before

@@ -19,7 +19,7 @@ from mnist_lab.models.nets import CNN, MLP, SoftmaxRegression
 from mnist_lab.train import instantiate_all
 from mnist_lab.training.checks import check_config, check_devices
 
-from conftest import run_cli
+from conftest import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_stop_rule_can_be_switched_off_leaving_the_checkpoints(compose_cfg):
 
 
 def test_unknown_model_fails_with_one_line_listing_the_options():
-    result = run_cli("model=resnet")
+    result = run_process("model=resnet")
     assert result.returncode == 1
     assert (
         result.stderr.strip()

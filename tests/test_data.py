@@ -14,13 +14,13 @@ from hydra.utils import instantiate
 from torch.utils.data import TensorDataset
 from torchvision.datasets import FashionMNIST
 
+from mnist_lab.data import files
 from mnist_lab.data.datamodule import IndexBatches, MNISTDataModule, TensorBatches
 from mnist_lab.data.files import PACKAGED
 from mnist_lab.errors import DataNotFoundError
 
 from conftest import QUIET, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 FASHION_GZ = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 NO_DATA_DIR = {"MNIST_LAB_DATA_DIR": ""}  # what a fresh machine has
 
@@ -110,22 +110,16 @@ def test_a_data_folder_that_holds_a_copy_is_read_before_the_packaged_one(tmp_pat
 
 
 @pytest.mark.parametrize("damage", ["truncated gz", "gz of other bytes"])
-def test_a_damaged_packaged_copy_is_one_error_line_naming_the_file(tmp_path, damage):
-    copy = tmp_path / "site"  # an installed mnist_lab whose packaged copy was damaged
-    shutil.copytree(ROOT / "mnist_lab", copy / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__", ".*"))
-    shutil.copytree(ROOT / "conf", copy / "mnist_lab" / "conf")
-    bad = copy / "mnist_lab" / "data" / "packaged" / "MNIST" / "t10k-labels-idx1-ubyte.gz"
+def test_a_damaged_packaged_copy_is_one_error_line_naming_the_file(tmp_path, monkeypatch, damage):
+    copy = tmp_path / "packaged"  # an installed mnist_lab whose packaged copy was damaged
+    shutil.copytree(PACKAGED, copy)
+    monkeypatch.setattr(files, "PACKAGED", copy)
+    bad = copy / "MNIST" / "t10k-labels-idx1-ubyte.gz"
     good = bad.read_bytes()
     other = bytearray(gzip.decompress(good))
     other[-1] = (other[-1] + 1) % 10  # one label changed: a well-formed file with other contents
     bad.write_bytes(good[: len(good) // 2] if damage == "truncated gz" else gzip.compress(bytes(other)))
-    result = run_cli(
-        "model=softmax",
-        *QUIET,
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-        env={**NO_DATA_DIR, "PYTHONPATH": str(copy)},
-    )
+    result = run_cli("model=softmax", *QUIET, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=NO_DATA_DIR)
     assert result.returncode == 1
     output = result.stdout + result.stderr
     errors = [line for line in output.splitlines() if "[ERROR]" in line]

@@ -16,7 +16,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_lab.data.datamodule import MNISTDataModule
 
-from conftest import QUIET, one_error_line, run_cli
+from conftest import QUIET, one_error_line, run_cli, run_process
 
 SMALL = ["trainer.accelerator=cpu", "model=softmax", *QUIET]
 
@@ -100,7 +100,7 @@ def test_a_missing_plugin_names_the_extra(tmp_path):
     shadow = tmp_path / "shadow" / "hydra_plugins"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
-    result = run_cli("-m", "hydra/launcher=joblib", "model=softmax", env={"PYTHONPATH": str(shadow.parent)})
+    result = run_process("-m", "hydra/launcher=joblib", "model=softmax", env={"PYTHONPATH": str(shadow.parent)})
     assert 'needs the Hydra plugins of the sweeps extra: pip install -e ".[sweeps]"' in one_error_line(result)
 
 
@@ -108,7 +108,7 @@ def test_a_missing_plugin_names_the_extra(tmp_path):
     "module", ["mnist_lab", "mnist_lab.predict", "mnist_lab.evaluate", "mnist_lab.export", "mnist_lab.serve"]
 )
 def test_help_says_what_each_command_does_with_its_own_options_and_two_examples(module):
-    result = run_cli("--help", module=module)
+    result = run_process("--help", module=module)
     assert result.returncode == 0
     assert result.stdout.startswith(f"python -m {module}:")
     assert result.stdout.count(f"python -m {module} ") >= 2  # the examples
@@ -124,7 +124,7 @@ def test_console_scripts_match_the_modules():
     import subprocess
 
     via_script = subprocess.run([str(bin_dir / "mnist-lab-predict"), "--help"], capture_output=True, text=True)
-    assert via_script.stdout == run_cli("--help", module="mnist_lab.predict").stdout
+    assert via_script.stdout == run_process("--help", module="mnist_lab.predict").stdout
 
 
 def test_runs_log_no_weights_only_warning_and_csv_logs_beside_tensorboard(tmp_path):

@@ -22,14 +22,16 @@ from mnist_lab.cli.run_dir import RESOLVER
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import DataCorruptError
 
-from conftest import QUIET, one_error_line, run_cli
+from conftest import QUIET, one_error_line, run_cli, run_process
 
 TESTS = Path(__file__).resolve().parent
 HOOKED = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # for hooked_run
 
-# A CNN (so dropout draws random numbers) on 3 steps of 10 batches per epoch, quick to validate.
+# A CNN (so dropout draws random numbers) on 2 batches per epoch, quick to validate. One thread:
+# runs compared bit for bit must add up their floats in the same order.
 SMALL_CNN = [
     "model=cnn",
+    "threads=1",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "test=false",
@@ -130,13 +132,14 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-# Stacked steps (mnist_lab.training.stacked): full softmax epochs, each Lightning step slowed to 20 ms.
+# Stacked steps (mnist_lab.training.stacked): two full softmax epochs, each Lightning step slowed to 20 ms.
 STACKED = [
     "model=softmax",
     "steps=stacked",
+    "threads=1",
     "test=false",
     "callbacks.accuracy_stop=null",
-    "trainer.max_epochs=3",
+    "trainer.max_epochs=2",
     "+callbacks.pace={_target_:paced.StackSafePace,seconds:0.02}",
     *QUIET,
 ]
@@ -164,7 +167,8 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
     assert child.wait() == 128 + signum
     assert f"resume with: python -m mnist_lab resume={run}" in child.output
     stopped = json.loads((run / "metrics.json").read_text())
-    assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 3
+    epochs = int(next(a for a in args if a.startswith("trainer.max_epochs=")).split("=")[1])
+    assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < epochs
 
     resumed = run_cli(f"resume={run}", "trust=[paced.]", env=TESTS_ON_PATH)
     assert resumed.returncode == 0, resumed.stdout[-2000:]
@@ -180,18 +184,18 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
         events = EventAccumulator(str(d))
         events.Reload()
         curves.append([(e.step, e.value) for e in events.Scalars("train/acc")])
-    assert curves[0] == curves[1] and len(curves[0]) == 3  # the curve continues where it stopped
+    assert curves[0] == curves[1] and len(curves[0]) == epochs  # the curve continues where it stopped
 
 
 def test_a_second_ctrl_c_exits_at_once_when_the_first_would_take_long(tmp_path, children):
-    # Every step after the first takes a minute (tests/hooked_run.py), so the first Ctrl-C, which
+    # Every step after the first takes a minute (tests/paced.py), so the first Ctrl-C, which
     # waits for the step to end, cannot stop the run for a minute; only the second can.
     run, marker = tmp_path / "run", tmp_path / "slow_step_started"
     child = children(
         *TINY,
         "trainer.max_epochs=5",
         "trainer.limit_train_batches=3",
-        "+callbacks.slow._target_=hooked_run.SlowStep",
+        "+callbacks.slow._target_=paced.SlowStep",
         f"+callbacks.slow.marker={marker}",
         f"hydra.run.dir={run}",
         env=HOOKED,
@@ -351,7 +355,7 @@ def test_a_bad_config_value_is_one_line_before_anything_is_written(tmp_path):
     # Every range check is in tests/test_config.py; this is the command a user types.
     earlier_run(tmp_path / SAME_SECOND / "04-05-06_mlp")
     before = snapshot(tmp_path)
-    result = run_cli("optimizer.lr=-1", module="hooked_run", cwd=tmp_path, env=FROZEN)
+    result = run_process("optimizer.lr=-1", module="hooked_run", cwd=tmp_path, env=FROZEN)
     assert result.returncode == 1
     error = one_error_line(result)
     assert error.endswith("optimizer.lr must be a number > 0, got -1; e.g. optimizer.lr=0.001")
@@ -415,7 +419,7 @@ def test_a_folder_that_holds_a_run_is_never_reused_without_resume(tmp_path, modu
 
 def test_commands_that_run_nothing_leave_no_folder(tmp_path):
     for args in (["--cfg", "job"], ["--help"], ["--cfg", "hydra", "--resolve"]):
-        result = run_cli(*args, cwd=tmp_path)
+        result = run_process(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
     assert list(tmp_path.iterdir()) == []
 
@@ -463,5 +467,5 @@ def test_read_only_output_folder_is_one_error_line(read_only_folder):
 
 
 def test_hydra_full_error_shows_the_traceback_instead(tmp_path):
-    result = run_cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
+    result = run_process("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr

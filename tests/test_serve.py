@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from mnist_lab.data.images import load_digit
 
-from conftest import Server, compose_config, run_cli, start_server, stop
+from conftest import Server, compose_config, run_cli, run_process, start_server, stop
 
 LIMITS = compose_config("serve")  # the shipped limits: the server under test runs with them
 SEVEN = [(38, 32), (104, 30), (66, 116)]
@@ -246,7 +246,7 @@ def test_concurrent_requests_each_get_their_own_answer(server):
 
 
 def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path):
-    result = run_cli(
+    result = run_process(
         f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}", module="mnist_lab.serve"
     )
     text = result.stdout + result.stderr
@@ -260,7 +260,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(cnn_run, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(
+        result = run_process(
             f"ckpt_path={cnn_run[0]}", f"port={port}", f"hydra.run.dir={tmp_path / 'run'}", module="mnist_lab.serve"
         )
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "[ERROR]" in line]

@@ -49,7 +49,8 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 def test_stacked_steps_train_bit_for_bit_like_lightnings_ordinary_loop(tmp_path):
     # Batches of 300: 184 mini-batches an epoch, so the last stack holds 4 and the last mini-batch 100;
     # one-cycle is stepped after every optimizer step; each mini-batch is augmented once, on the device.
-    common = ["model=mlp", "model.net.dropout=0.2", "data.batch_size=300", "trainer.max_epochs=2", "scheduler=onecycle"]
+    common = ["model=mlp", "model.net.hidden_sizes=[32,32]", "model.net.dropout=0.2", "data.batch_size=300"]
+    common += ["trainer.max_epochs=2", "scheduler=onecycle"]
     common.append("data.augment={_target_:mnist_lab.data.augment.RandomAffine,degrees:10}")
     stacked = run(tmp_path, "stacked", *common, "steps=stacked")  # its probe hooks backward: manual_backward
     plain = run(tmp_path, "plain", *common, "steps=stacked", probe="OptimizerStepProbe")  # nothing hooks backward

@@ -13,7 +13,7 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest, read_sweep
 
-from conftest import QUIET, compose_config, run_cli
+from conftest import QUIET, compose_config, run_cli, run_process
 
 TESTS = Path(__file__).parent
 
@@ -134,7 +134,8 @@ def test_report_latest_picks_the_newest_sweep_and_bad_folders_get_one_line(tmp_p
 def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     args = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", "test=false"]
-    result = run_cli(*args, *SMALL, f"hydra.sweep.dir={tmp_path / 'first'}", cwd=tmp_path)
+    few = [*(a for a in SMALL if "limit_train_batches" not in a), "trainer.limit_train_batches=3"]  # CNN trials
+    result = run_cli(*args, *few, f"hydra.sweep.dir={tmp_path / 'first'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((tmp_path / "first" / "optimization_results.yaml").read_text())
     scores = [job_metrics(tmp_path / "first", f"{n}_cnn")["val/acc_best"] for n in range(3)]
@@ -146,7 +147,7 @@ def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_sto
     )
 
     again = run_cli(
-        *args[:1], "hydra.sweeper.n_trials=1", *args[2:], *SMALL, f"hydra.sweep.dir={tmp_path / 'second'}", cwd=tmp_path
+        *args[:1], "hydra.sweeper.n_trials=1", *args[2:], *few, f"hydra.sweep.dir={tmp_path / 'second'}", cwd=tmp_path
     )
     assert again.returncode == 0, again.stderr
     import optuna
@@ -159,11 +160,12 @@ def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tm
     run = tmp_path / "run"
     probe = f"+callbacks.probe={{_target_:ddp_probe.Probe,folder:{tmp_path}}}"
     # Two processes of 50 images per step: the same 100 images per optimizer step as one process.
-    result = run_cli(
+    result = run_process(
         "trainer=ddp",
         "data.batch_size=50",
         "model=softmax",
         "trainer.max_epochs=1",
+        "trainer.limit_train_batches=100",
         probe,
         *QUIET,
         f"hydra.run.dir={run}",
@@ -173,7 +175,7 @@ def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tm
     assert result.returncode == 0, result.stderr
     ranks = [json.loads((tmp_path / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
     # Each process trained on its own half of every epoch, and the gradients were averaged: same weights.
-    assert len(ranks[0]["labels"]) == len(ranks[1]["labels"]) == 55_000 // 2
+    assert len(ranks[0]["labels"]) == len(ranks[1]["labels"]) == 100 * 50
     assert ranks[0]["labels"] != ranks[1]["labels"]
     assert ranks[0]["weights"] == ranks[1]["weights"] and ranks[0]["weights_abs"] == ranks[1]["weights_abs"]
     # One run: one metrics.json, one set of checkpoints, no folder per rank.
@@ -182,7 +184,12 @@ def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tm
     assert len(list((run / "checkpoints").glob("epoch_*.ckpt"))) == 1
     ddp = json.loads((run / "metrics.json").read_text())
     single = run_cli(
-        "model=softmax", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path
+        "model=softmax",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=100",
+        *QUIET,
+        f"hydra.run.dir={tmp_path / 'single'}",
+        cwd=tmp_path,
     )
     assert single.returncode == 0, single.stderr
     one = json.loads((tmp_path / "single" / "metrics.json").read_text())
@@ -202,7 +209,7 @@ def test_ddp_that_reruns_the_command_line_is_refused_inside_a_multirun(tmp_path)
 @pytest.mark.slow
 def test_ddp_spawn_runs_inside_a_multirun_with_full_metrics(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    result = run_process(
         "-m",
         "trainer=ddp",
         "trainer.strategy=ddp_spawn",

@@ -13,7 +13,7 @@ from PIL import Image
 
 from mnist_lab.data.datamodule import MNISTDataModule
 
-from conftest import QUIET, one_error_line, run_cli, start_server, stop
+from conftest import QUIET, one_error_line, run_cli, run_process, start_server, stop
 
 TESTS = Path(__file__).parent
 USER_CODE = {"PYTHONPATH": str(TESTS)}  # where user_modules.py lives
@@ -35,9 +35,12 @@ def user_run(request, tmp_path_factory) -> tuple[str, Path, dict]:
     return request.param, folder / "run", json.loads((folder / "run" / "metrics.json").read_text())
 
 
-def command(name: str, run: Path, out: Path, *args: str, timeout: float = 600):
+def command(name: str, run: Path, out: Path, *args: str):
+    """`python -m mnist_lab.<name>` on the run; the server in a process of its own, bounded."""
     run_args = (f"ckpt_path={run}", f"hydra.run.dir={out}", *args)
-    return run_cli(*run_args, module=f"mnist_lab.{name}", env=USER_CODE, timeout=timeout)
+    if name == "serve":  # a server that starts never ends
+        return run_process(*run_args, module="mnist_lab.serve", env=USER_CODE, timeout=60)
+    return run_cli(*run_args, module=f"mnist_lab.{name}", env=USER_CODE)
 
 
 def test_the_users_module_trains_and_tests_through_the_command(user_run):
@@ -52,7 +55,7 @@ def test_the_users_module_trains_and_tests_through_the_command(user_run):
 @pytest.mark.parametrize("name", ["predict", "serve"])  # evaluate and export load as predict does
 def test_its_checkpoint_runs_nothing_until_trusted(user_run, tmp_path, name):
     module, run, _ = user_run
-    error = one_error_line(command(name, run, tmp_path / "out", timeout=60))  # a server that starts never ends
+    error = one_error_line(command(name, run, tmp_path / "out"))
     assert f"names user_modules.{module}" in error and f"trust=[user_modules.{module}]" in error
     assert not (tmp_path / "out").exists()
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mnist_lab.cli.command import run_command, run_folder
+from mnist_lab.cli.command import run_command
 
 
 def serve(cfg: DictConfig) -> None:
-    """Load the checkpoint and serve the page and the API until interrupted."""
-    from mnist_lab.serve.app import serve  # the web stack loads only once the config is composed
+    """Check the checkpoint's path and take the port, then load the model and serve until interrupted."""
+    from mnist_lab.checkpoints.paths import resolve_checkpoint
+    from mnist_lab.serve.sockets import listen
 
-    serve(cfg, run_folder())
+    resolve_checkpoint(cfg.ckpt_path, cfg.outputs_dir)  # a wrong path or port answers before torch loads
+    with listen(cfg.host, cfg.port) as sock:
+        from mnist_lab.serve.app import serve  # the web stack loads only once both are known good
+
+        serve(cfg, sock)
 
 
 def main() -> None:

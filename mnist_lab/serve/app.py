@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +31,8 @@ from mnist_lab.data.images import (
     decode_grayscale,
     to_mnist,
 )
-from mnist_lab.errors import UserError
 from mnist_lab.serve.batching import Batcher
+from mnist_lab.serve.sockets import page_url
 
 log = logging.getLogger("mnist_lab.serve")  # also when run as __main__
 
@@ -244,35 +243,13 @@ def create_app(
     return app
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port, or one clear error when it cannot be had."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-        sock = socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as err:
-        raise UserError(
-            f"cannot listen on {host}:{port} ({err.strerror or err}); stop what uses that port or "
-            "choose another with port=<number> (port=0 picks a free one)"
-        ) from err
-    return sock
-
-
-def page_url(sock: socket.socket) -> str:
-    """The address to open in a browser."""
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # on this machine; others use its network address
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
-def serve(cfg: DictConfig, out_dir: Path) -> None:
-    """Load the checkpoint and serve the page and the API until interrupted."""
+def serve(cfg: DictConfig, sock: socket.socket) -> None:
+    """Load the checkpoint and serve the page and the API on `sock` until interrupted."""
     import uvicorn
 
     loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
     torch.set_num_threads(max(1, cfg.threads))
     app = create_app(loaded, cfg.max_bytes, cfg.max_pixels, cfg.decode_threads, cfg.max_batch, cfg.batch_wait_ms)
-    sock = listen(cfg.host, cfg.port)
     log.info(
         "serving %s (%s, trained on %s): open %s",
         loaded.path,
