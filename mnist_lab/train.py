@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from mnist_lab.errors import Interrupted, NonFiniteLossError
     from mnist_lab.training.checks import check_devices
     from mnist_lab.training.hardware import skip_nvml_where_missing
-    from mnist_lab.training.outcome import check_launch, recover_spawned_state, stop_reason
+    from mnist_lab.training.outcome import check_launch, check_nodes, recover_spawned_state, stop_reason
     from mnist_lab.training.tracking import log_results
 
     check_devices(cfg)
@@ -78,6 +78,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, cfg.trainer.get("strategy", "auto"))
+    check_nodes(trainer)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

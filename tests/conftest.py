@@ -219,32 +219,39 @@ def one_data_load() -> Iterator[None]:
         yield
 
 
+def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, *overrides: str) -> tuple[Path, dict[str, Any]]:
+    """A training run made once per session, also under pytest-xdist, whose workers share it
+    through a lock in their common temporary folder; returns the run folder and its metrics."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder all workers' folders share
+    run_dir = root / name / "run"  # alone in its outputs folder: ckpt_path=latest finds it there
+    with FileLock(str(root / f"{name}.lock")):
+        if not (run_dir / "metrics.json").is_file():
+            fit(run_dir, *overrides)
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One epoch of the default model (sigmoid MLP, Adam) on the full training split."""
-    run_dir = tmp_path_factory.mktemp("mlp_run")
-    return run_dir, fit(run_dir, "model=mlp", "trainer.max_epochs=1")
+    return shared_run(tmp_path_factory, "mlp_run", "model=mlp", "trainer.max_epochs=1")
 
 
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A short real CNN fit (10,000 images): checkpoints for predict, evaluate and export."""
-    run_dir = tmp_path_factory.mktemp("outputs") / "cnn_run"
-    return run_dir, fit(run_dir, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=100")
+    return shared_run(
+        tmp_path_factory, "cnn_run", "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=100"
+    )
 
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the train config with overrides, writing into this test's tmp_path."""
     return lambda *overrides: compose_train(tmp_path, *overrides)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), a file's tests stay on one worker with their module
-    fixtures, and every test of the session's CNN run joins them there: it is trained once."""
-    for item in items:
-        group = "cnn_run" if "cnn_run" in item.fixturenames else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest, read_sweep
 
-from conftest import QUIET, compose_config, run_cli, run_process
+from conftest import QUIET, compose_config, one_error_line, run_cli, run_process
 
 TESTS = Path(__file__).parent
 
@@ -260,6 +261,42 @@ def test_slurm_launcher_configs_compose_with_the_usual_knobs():
     assert preset.hydra.launcher.tasks_per_node == preset.hydra.launcher.gpus_per_node == 4  # one task per device
     cpu = compose_config("train", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=2", return_hydra=True)
     assert cpu.hydra.launcher.tasks_per_node == 2 and cpu.hydra.launcher.gpus_per_node is None  # no GPU request
+    assert cpu.hydra.launcher.nodes == 1
+    two = compose_config("train", "hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2", return_hydra=True)
+    assert two.hydra.launcher.nodes == two.trainer.num_nodes == 2  # no "+": a Trainer flag like the others
+
+
+# What SLURM sets in rank 0 of a job of two nodes, one task each.
+SLURM_TWO_NODES = {
+    "SLURM_JOB_ID": "7",
+    "SLURM_JOB_NAME": "mnist_lab",
+    "SLURM_NNODES": "2",
+    "SLURM_NTASKS": "2",
+    "SLURM_NTASKS_PER_NODE": "1",
+    "SLURM_NODELIST": "node[1-2]",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+}
+TWO_NODES = ["trainer=ddp", "trainer.num_nodes=2", "trainer.devices=1", "trainer.accelerator=cpu", "model=softmax"]
+
+
+def test_a_node_whose_name_resolves_to_a_loopback_address_is_one_line_before_any_rank_waits(tmp_path, monkeypatch):
+    monkeypatch.setattr(socket, "gethostname", lambda: "localhost")  # like Debian's "127.0.1.1 <hostname>"
+    result = run_cli(*TWO_NODES, *QUIET, f"hydra.run.dir={tmp_path / 'run'}", env=SLURM_TWO_NODES)
+    line = one_error_line(result)
+    assert line.startswith("node localhost (rank 0) resolves its own name to ") and "a loopback address" in line
+    assert "/etc/hosts" in line and "GLOO_SOCKET_IFNAME=" in line
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_num_nodes_that_slurm_did_not_allocate_is_one_line_naming_the_fix(tmp_path):
+    one_node = {**SLURM_TWO_NODES, "SLURM_NNODES": "1", "SLURM_NTASKS": "1", "SLURM_NODELIST": "node1"}
+    line = one_error_line(run_cli(*TWO_NODES, *QUIET, f"hydra.run.dir={tmp_path / 'run'}", env=one_node))
+    assert line == (
+        "trainer.num_nodes=2, but SLURM gave this job 1 node(s) (node1); let hydra.launcher.nodes follow "
+        "trainer.num_nodes (its default), or train with trainer.num_nodes=1"
+    )
 
 
 def test_optuna_preset_maximises_over_learning_rate_batch_size_and_dropout():

@@ -39,7 +39,7 @@ def command(name: str, run: Path, out: Path, *args: str):
     """`python -m mnist_lab.<name>` on the run; the server in a process of its own, bounded."""
     run_args = (f"ckpt_path={run}", f"hydra.run.dir={out}", *args)
     if name == "serve":  # a server that starts never ends
-        return run_process(*run_args, module="mnist_lab.serve", env=USER_CODE, timeout=60)
+        return run_process(*run_args, "port=0", module="mnist_lab.serve", env=USER_CODE, timeout=60)
     return run_cli(*run_args, module=f"mnist_lab.{name}", env=USER_CODE)
 
 

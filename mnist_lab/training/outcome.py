@@ -1,8 +1,11 @@
-"""How a fit is launched and how it ended, apart from the main path in train.py: the one DDP launch
-refused in a sweep, why a fit ended, and what ddp_spawn's processes did not send back."""
+"""How a fit is launched and how it ended, apart from the main path in train.py: the DDP launches
+refused before they could hang or fail, why a fit ended, and what ddp_spawn's processes did not send back."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import socket
 from pathlib import Path
 
 import lightning as L
@@ -10,10 +13,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
 from mnist_lab.checkpoints.paths import LAST
-from mnist_lab.errors import ConfigError
+from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.training.callbacks import EpochTimer
 
 
@@ -83,3 +87,31 @@ def recover_spawned_state(trainer: L.Trainer) -> int:
         if isinstance(callback, EpochTimer) and callback.state_key in state.get("callbacks", {}):
             callback.load_state_dict(state["callbacks"][callback.state_key])
     return state["epoch"] + 1
+
+
+def check_nodes(trainer: L.Trainer) -> None:
+    """Refuse, before any rank waits for the others, a run over several nodes that cannot form: SLURM
+    gave the job another number of nodes than trainer.num_nodes, or (on CPUs, with gloo) this node's
+    name resolves to a loopback address, which gloo would tell the other nodes to reach it at."""
+    if trainer.num_nodes < 2 or not isinstance(trainer.strategy, DDPStrategy):
+        return
+    nodes = os.environ.get("SLURM_NNODES")
+    if isinstance(trainer.strategy.cluster_environment, SLURMEnvironment) and int(nodes or 1) != trainer.num_nodes:
+        raise UserError(
+            f"trainer.num_nodes={trainer.num_nodes}, but SLURM gave this job {nodes} node(s) "
+            f"({os.environ.get('SLURM_JOB_NODELIST') or os.environ.get('SLURM_NODELIST')}); let hydra.launcher.nodes "
+            f"follow trainer.num_nodes (its default), or train with trainer.num_nodes={nodes}"
+        )
+    if trainer.strategy.root_device.type != "cpu" or os.environ.get("GLOO_SOCKET_IFNAME"):
+        return  # NCCL finds its network interfaces itself
+    host = socket.gethostname()
+    try:
+        address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError as err:
+        raise UserError(f"this node's name {host} does not resolve ({err}); add it to /etc/hosts") from err
+    if ipaddress.ip_address(address).is_loopback:
+        raise UserError(
+            f"node {host} (rank {trainer.global_rank}) resolves its own name to {address}, a loopback address, "
+            "where the other nodes cannot reach it; map the name to this node's network address in /etc/hosts, "
+            "or name the interface that reaches the other nodes with GLOO_SOCKET_IFNAME=<interface>"
+        )
