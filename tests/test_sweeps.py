@@ -278,7 +278,10 @@ SLURM_TWO_NODES = {
     "SLURM_LOCALID": "0",
     "SLURM_NODEID": "0",
 }
-TWO_NODES = ["trainer=ddp", "trainer.num_nodes=2", "trainer.devices=1", "trainer.accelerator=cpu", "model=softmax"]
+# A 20 s rendezvous: were the checks gone, rank 0 would wait that long for rank 1, then fail, not hang.
+RENDEZVOUS = "{_target_:lightning.pytorch.strategies.DDPStrategy,timeout:{_target_:datetime.timedelta,seconds:20}}"
+TWO_NODES = ["trainer=ddp", f"trainer.strategy={RENDEZVOUS}", "trainer.num_nodes=2", "trainer.devices=1"]
+TWO_NODES += ["trainer.accelerator=cpu", "model=softmax"]
 
 
 def test_a_node_whose_name_resolves_to_a_loopback_address_is_one_line_before_any_rank_waits(tmp_path, monkeypatch):

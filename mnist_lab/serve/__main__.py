@@ -12,11 +12,11 @@ def serve(cfg: DictConfig) -> None:
     from mnist_lab.checkpoints.paths import resolve_checkpoint
     from mnist_lab.serve.sockets import listen
 
-    resolve_checkpoint(cfg.ckpt_path, cfg.outputs_dir)  # a wrong path or port answers before torch loads
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.outputs_dir)  # a wrong path or port answers before torch loads
     with listen(cfg.host, cfg.port) as sock:
         from mnist_lab.serve.app import serve  # the web stack loads only once both are known good
 
-        serve(cfg, sock)
+        serve(cfg, checkpoint, sock)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -243,11 +244,11 @@ def create_app(
     return app
 
 
-def serve(cfg: DictConfig, sock: socket.socket) -> None:
-    """Load the checkpoint and serve the page and the API on `sock` until interrupted."""
+def serve(cfg: DictConfig, checkpoint: Path, sock: socket.socket) -> None:
+    """Load `checkpoint` and serve the page and the API on `sock` until interrupted."""
     import uvicorn
 
-    loaded = load_checkpoint(cfg.ckpt_path, cfg.outputs_dir, trust=cfg.get("trust") or ())
+    loaded = load_checkpoint(checkpoint, trust=cfg.get("trust") or ())
     torch.set_num_threads(max(1, cfg.threads))
     app = create_app(loaded, cfg.max_bytes, cfg.max_pixels, cfg.decode_threads, cfg.max_batch, cfg.batch_wait_ms)
     log.info(

@@ -95,8 +95,8 @@ def check_nodes(trainer: L.Trainer) -> None:
     name resolves to a loopback address, which gloo would tell the other nodes to reach it at."""
     if trainer.num_nodes < 2 or not isinstance(trainer.strategy, DDPStrategy):
         return
-    nodes = os.environ.get("SLURM_NNODES")
-    if isinstance(trainer.strategy.cluster_environment, SLURMEnvironment) and int(nodes or 1) != trainer.num_nodes:
+    nodes = int(os.environ.get("SLURM_NNODES", "1"))
+    if isinstance(trainer.strategy.cluster_environment, SLURMEnvironment) and nodes != trainer.num_nodes:
         raise UserError(
             f"trainer.num_nodes={trainer.num_nodes}, but SLURM gave this job {nodes} node(s) "
             f"({os.environ.get('SLURM_JOB_NODELIST') or os.environ.get('SLURM_NODELIST')}); let hydra.launcher.nodes "
