@@ -59,7 +59,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from mnist_lab.errors import Interrupted, NonFiniteLossError
     from mnist_lab.training.checks import check_devices
     from mnist_lab.training.hardware import skip_nvml_where_missing
-    from mnist_lab.training.outcome import check_launch, check_nodes, recover_spawned_state, stop_reason
+    from mnist_lab.training.outcome import (
+        check_launch,
+        check_nodes,
+        ddp_failure,
+        log_rank,
+        recover_spawned_state,
+        stop_reason,
+    )
     from mnist_lab.training.tracking import log_results
 
     check_devices(cfg)
@@ -79,6 +86,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, cfg.trainer.get("strategy", "auto"))
     check_nodes(trainer)
+    log_rank(trainer)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -92,6 +100,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             write_json_atomic(output_dir / "metrics.json", metrics)
         raise
+    except RuntimeError as err:  # a process of a DDP run that never joined, or was lost
+        failure = ddp_failure(trainer, err, output_dir, OmegaConf.select(cfg, "trainer.strategy.timeout.seconds"))
+        if failure is None:
+            raise
+        raise failure from err
     seconds, epochs = time.perf_counter() - start, recover_spawned_state(trainer)
     metrics = run_metrics(trainer, model, seconds, epochs, stop_reason(trainer, epochs))
     if cfg.get("test"):

@@ -1,9 +1,10 @@
-"""Sweeps on a real SLURM cluster (one node): jobs with the default resources, DDP across a job's
-SLURM tasks, sbatch's refusals, and jobs requeued or signalled mid-training that resume in their
-own folder and end exactly like an uninterrupted one.
+"""Sweeps on a real SLURM cluster: jobs with the default resources, DDP across a job's SLURM tasks,
+sbatch's refusals, and jobs requeued or signalled mid-training that resume in their own folder and
+end exactly like an uninterrupted one. On two nodes: one DDP job across both, equal to two processes
+on one node, and a job that loses a node mid-training, is requeued by SLURM and ends the same.
 
-`tests/slurm/start_cluster.sh` starts such a cluster (as root; CI runs it first). Without a
-cluster that answers `sinfo`, these tests are skipped.
+`tests/slurm/start_cluster.sh --nodes 2` starts such a cluster (as root; CI runs it first). Without
+a cluster that answers `sinfo`, these tests are skipped; without its partition "two", the two-node ones.
 """
 
 from __future__ import annotations
@@ -45,8 +46,21 @@ def no_cluster() -> str | None:
     return None
 
 
+def no_two_nodes() -> str | None:
+    """Why no two-node partition can run the two-node tests; None when one can."""
+    if NO_CLUSTER is not None:
+        return NO_CLUSTER
+    states = subprocess.run(["sinfo", "-h", "-p", "two", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    if not any(s.startswith(("idle", "mix", "alloc", "comp")) for s in states.stdout.split()):
+        return "no two-node partition 'two' is up; tests/slurm/start_cluster.sh --nodes 2 starts one (as root)"
+    return None
+
+
 NO_CLUSTER = no_cluster()
+NO_TWO_NODES = no_two_nodes()
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(NO_CLUSTER is not None, reason=NO_CLUSTER or "")]
+two_nodes = pytest.mark.skipif(NO_TWO_NODES is not None, reason=NO_TWO_NODES or "")
+START_CLUSTER = TESTS / "slurm" / "start_cluster.sh"
 
 # One CPU and no step faster than 40 ms: a signal sent after the first epoch lands mid-training.
 PACED = "+callbacks.pace={_target_:paced.Pace,seconds:0.04}"
@@ -274,3 +288,110 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
     assert comparable(metrics(jobs[1])) == whole and comparable(metrics(jobs[2])) == whole
     weights = [torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for job in jobs]
     assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
+
+
+# One DDP job of three epochs, two processes of one CPU thread each (so that the sums agree bit for
+# bit wherever they run), paced so that a node can be lost mid-epoch.
+DDP_RUN = [
+    "trainer=ddp",
+    "seed=42",
+    "threads=1",
+    "model=mlp",
+    "model.net.dropout=0.2",
+    "callbacks.accuracy_stop=null",
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=30",
+    "+callbacks.pace={_target_:paced.Pace,seconds:0.1}",
+    *SHORT,
+]
+ON_TWO_NODES = ["hydra.launcher.partition=two", "trainer.num_nodes=2", "trainer.devices=1"]
+
+
+@pytest.fixture(scope="module")
+def two_node_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folder of the uninterrupted DDP job over node1 and node2."""
+    sweep = tmp_path_factory.mktemp("two_nodes") / "sweep"
+    run = Sweep(sweep, [*DDP_RUN, *ON_TWO_NODES])
+    try:
+        assert run.wait() == 0, run.output
+    finally:
+        run.cancel()
+    return sweep / "0_mlp"
+
+
+def weights(job: Path) -> dict[str, torch.Tensor]:
+    return torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+@two_nodes
+def test_one_ddp_job_spans_two_nodes_and_equals_two_processes_on_one_node(tmp_path, slurm_sweep, two_node_run):
+    job = two_node_run
+    assert sorted(p.name for p in job.parent.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0_mlp"]
+    assert "--nodes=2" in submitted_script(job.parent) and "--ntasks-per-node=1" in submitted_script(job.parent)
+    # Each rank logs where it ran: rank 0 on node1, rank 1 on node2, each at its own address.
+    assert "rank 0 of 2 on node node1 (10.231.0.11)" in (job / "train.log").read_text()
+    assert "rank 1 of 2 on node node2 (10.231.0.12)" in (job / "train_ddp_process_1.log").read_text()
+    assert metrics(job)["epochs_run"] == 3
+
+    one_node = tmp_path / "sweep"
+    run = slurm_sweep(one_node, *DDP_RUN, "trainer.devices=2")  # two SLURM tasks on this machine's node
+    assert run.wait() == 0, run.output
+    # The same sums, in a different process layout: equal up to float32 rounding (seen: 8e-8 at most).
+    assert comparable(metrics(one_node / "0_mlp")) == pytest.approx(comparable(metrics(job)), abs=1e-6)
+    same, other = weights(one_node / "0_mlp"), weights(job)
+    assert all(torch.allclose(same[k], other[k], rtol=0, atol=1e-6) for k in same)
+
+
+def nodes_idle(*nodes: str) -> bool:
+    """Whether every one of `nodes` is idle: up, and done with every earlier job."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-n", ",".join(nodes), "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.split() == ["idle"] * len(nodes)
+
+
+def namespace_processes(namespace: str) -> list[str]:
+    """The pids of every process of a node of the two-node cluster (its network namespace)."""
+    out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=20)
+    return out.stdout.split()
+
+
+@pytest.mark.slow
+@two_nodes
+def test_a_job_that_loses_a_node_mid_training_is_requeued_and_ends_like_an_uninterrupted_one(
+    tmp_path, slurm_sweep, two_node_run
+):
+    sweep = tmp_path / "sweep"
+    job = sweep / "0_mlp"
+    run = slurm_sweep(sweep, *DDP_RUN, *ON_TWO_NODES)
+    job_id = run.job_id(0)
+    try:
+        wait_for((job / "checkpoints" / "last.ckpt").is_file, "the first epoch", run)
+        time.sleep(1)  # into the second epoch
+        # node2 is lost: every process in its network namespace dies at once, slurmd included.
+        subprocess.run(["kill", "-9", *namespace_processes("mlab-node2")], check=True, timeout=20)
+        # Rank 0 says what it lost, in one line; SLURM finds node2 gone and queues the job again.
+        wait_for(lambda: "mid-training" in (job / "train.log").read_text(), "rank 0's line on the lost node", run)
+        wait_for(lambda: squeue("-h", "-o", "%T", f"--jobs={job_id}").strip() == "PENDING", "the requeue", run, 180)
+    finally:  # node2 comes back (as a repaired node does), whatever happened above
+        subprocess.run([str(START_CLUSTER), "--nodes", "2"], check=True, timeout=120, capture_output=True)
+    # SLURM holds a requeued job back for two minutes. Let it go sooner, once both nodes are idle and
+    # node2 has been back for the cluster's SlurmdTimeout (15 s): a run started within a second of
+    # node2's return met the controller's late clean-up of the first run there ("nodes are busy").
+    wait_for(lambda: nodes_idle("node1", "node2"), "node1 and node2 idle again", run)
+    time.sleep(15)
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=60)
+    assert run.wait() == 0, run.output
+
+    lost = [line for line in (job / "train.log").read_text().splitlines() if "mid-training" in line]
+    assert len(lost) == 1 and lost[0].split(" - ", 1)[1].startswith(
+        "rank 0 (node1) lost the process on node2 (10.231.0.12) mid-training ("
+    )
+    assert f"resume with python -m mnist_lab resume={job}" in lost[0]
+    assert "SLURM restart 1 of this job: resuming" in job_log(sweep, job_id)
+    assert (
+        f"Restoring states from the checkpoint path at {job / 'checkpoints' / 'last.ckpt'}"
+        in (job / "train.log").read_text()
+    )
+    assert comparable(metrics(job)) == comparable(metrics(two_node_run))
+    resumed, whole = weights(job), weights(two_node_run)
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)

@@ -279,9 +279,27 @@ SLURM_TWO_NODES = {
     "SLURM_NODEID": "0",
 }
 # A 20 s rendezvous: were the checks gone, rank 0 would wait that long for rank 1, then fail, not hang.
-RENDEZVOUS = "{_target_:lightning.pytorch.strategies.DDPStrategy,timeout:{_target_:datetime.timedelta,seconds:20}}"
-TWO_NODES = ["trainer=ddp", f"trainer.strategy={RENDEZVOUS}", "trainer.num_nodes=2", "trainer.devices=1"]
+TWO_NODES = ["trainer=ddp", "trainer.strategy.timeout.seconds=20", "trainer.num_nodes=2", "trainer.devices=1"]
 TWO_NODES += ["trainer.accelerator=cpu", "model=softmax"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alone(rank: int) -> dict[str, str]:
+    """Rank `rank` of a two-node SLURM job whose other rank never comes, with rank 0 on loopback."""
+    return {
+        **SLURM_TWO_NODES,
+        "SLURM_NODELIST": "node1,node2",
+        "SLURM_PROCID": str(rank),
+        "SLURM_NODEID": str(rank),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "GLOO_SOCKET_IFNAME": "lo",  # loopback on purpose: the name check stands aside
+    }
 
 
 def test_a_node_whose_name_resolves_to_a_loopback_address_is_one_line_before_any_rank_waits(tmp_path, monkeypatch):
@@ -299,6 +317,28 @@ def test_num_nodes_that_slurm_did_not_allocate_is_one_line_naming_the_fix(tmp_pa
     assert line == (
         "trainer.num_nodes=2, but SLURM gave this job 1 node(s) (node1); let hydra.launcher.nodes follow "
         "trainer.num_nodes (its default), or train with trainer.num_nodes=1"
+    )
+
+
+def test_a_node_that_never_joins_ends_at_the_configured_timeout_naming_its_rank_and_node(tmp_path):
+    assert compose_config("train", "trainer=ddp").trainer.strategy.timeout.seconds == 180  # bounded by default
+    env = alone(0)
+    result = run_cli(*TWO_NODES, "trainer.strategy.timeout.seconds=3", *QUIET, f"hydra.run.dir={tmp_path}", env=env)
+    assert one_error_line(result) == (
+        "1 of 2 processes never joined within trainer.strategy.timeout.seconds=3: rank 1 (node2); check that it "
+        f"started (its node's log) and reaches 127.0.0.1:{env['MASTER_PORT']}, or wait longer with "
+        "trainer.strategy.timeout.seconds=<s>"
+    )
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_rank_that_cannot_reach_rank_0_ends_at_the_configured_timeout_naming_the_address(tmp_path):
+    env = alone(1)  # no rank 0 listens at MASTER_PORT
+    result = run_cli(*TWO_NODES, "trainer.strategy.timeout.seconds=3", *QUIET, f"hydra.run.dir={tmp_path}", env=env)
+    assert one_error_line(result) == (
+        f"rank 1 (node2) could not reach rank 0 at 127.0.0.1:{env['MASTER_PORT']} within "
+        "trainer.strategy.timeout.seconds=3; check that rank 0's node runs and that 127.0.0.1 resolves here to "
+        "its network address"
     )
 
 

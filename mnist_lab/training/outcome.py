@@ -4,8 +4,11 @@ refused before they could hang or fail, why a fit ended, and what ddp_spawn's pr
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
 import socket
+import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +23,8 @@ from mnist_lab.checkpoints.paths import LAST
 from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.training.callbacks import EpochTimer
 
+log = logging.getLogger(__name__)
+
 
 def reruns_command_line(trainer: L.Trainer, strategy: object) -> bool:
     """Whether Lightning starts the other processes by rerunning the command line: DDP's default
@@ -28,12 +33,11 @@ def reruns_command_line(trainer: L.Trainer, strategy: object) -> bool:
         return False
     if trainer.strategy.cluster_environment.creates_processes_externally:
         return False
-    start_method = (
-        StrategyRegistry[strategy]["init_params"].get("start_method", "popen")
-        if isinstance(strategy, str) and strategy in StrategyRegistry
-        else "popen"
-    )
-    return start_method == "popen"
+    if isinstance(strategy, str):  # a registered name such as ddp or ddp_spawn
+        settings = StrategyRegistry[strategy]["init_params"] if strategy in StrategyRegistry else {}
+    else:  # the strategy's own config (conf/trainer/ddp.yaml)
+        settings = strategy or {}
+    return settings.get("start_method", "popen") == "popen"
 
 
 def check_launch(trainer: L.Trainer, strategy: object) -> None:
@@ -89,6 +93,18 @@ def recover_spawned_state(trainer: L.Trainer) -> int:
     return state["epoch"] + 1
 
 
+def log_rank(trainer: L.Trainer) -> None:
+    """Log where this process trains when several do: its rank, its node's name and address."""
+    if trainer.world_size < 2:
+        return
+    host = socket.gethostname()
+    try:
+        address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        address = "unresolved"
+    log.info("rank %d of %d on node %s (%s)", trainer.global_rank, trainer.world_size, host, address)
+
+
 def check_nodes(trainer: L.Trainer) -> None:
     """Refuse, before any rank waits for the others, a run over several nodes that cannot form: SLURM
     gave the job another number of nodes than trainer.num_nodes, or (on CPUs, with gloo) this node's
@@ -115,3 +131,60 @@ def check_nodes(trainer: L.Trainer) -> None:
             "where the other nodes cannot reach it; map the name to this node's network address in /etc/hosts, "
             "or name the interface that reaches the other nodes with GLOO_SOCKET_IFNAME=<interface>"
         )
+
+
+def slurm_nodes() -> list[str]:
+    """This SLURM job's node names, in rank order ([] outside SLURM)."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+    if not nodelist:
+        return []
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return nodelist.split(",")
+    return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else nodelist.split(",")
+
+
+def where(rank: int, trainer: L.Trainer) -> str:
+    """`rank 1 (node2)`: a rank, and on SLURM the node it was given."""
+    nodes = slurm_nodes()
+    node = rank // max(trainer.num_devices, 1)
+    return f"rank {rank} ({nodes[node]})" if node < len(nodes) else f"rank {rank}"
+
+
+def ddp_failure(trainer: L.Trainer, err: RuntimeError, output_dir: Path, timeout: float | None) -> UserError | None:
+    """One line for a run over several processes that could not form or lost one of them: who is
+    missing, and what to do (`timeout`: trainer.strategy.timeout.seconds). None for any other error."""
+    import torch.distributed as dist
+
+    if trainer.world_size < 2 or not isinstance(err, dist.DistError) and "gloo" not in str(err):
+        return None
+    text, world = str(err), trainer.world_size
+    address, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")
+    waited = f"within trainer.strategy.timeout.seconds={timeout:g}" if timeout else "in time"
+    joined = re.search(r"(\d+)/(\d+) clients joined", text)
+    if joined:
+        missing = ", ".join(where(rank, trainer) for rank in range(int(joined[1]), world))
+        return UserError(
+            f"{world - int(joined[1])} of {world} processes never joined {waited}: {missing}; "
+            f"check that it started (its node's log) and reaches {address}:{port}, "
+            "or wait longer with trainer.strategy.timeout.seconds=<s>"
+        )
+    if isinstance(err, dist.DistNetworkError) or "connect to" in text:
+        return UserError(
+            f"{where(trainer.global_rank, trainer)} could not reach rank 0 at {address}:{port} {waited}; "
+            f"check that rank 0's node runs and that {address} resolves here to its network address"
+        )
+    peer = re.search(r"\[([0-9a-fA-F.:]+)\]:\d+", text)
+    name = peer[1] if peer else "another rank"
+    if peer:
+        try:
+            name = f"{socket.gethostbyaddr(peer[1])[0]} ({peer[1]})"
+        except OSError:
+            pass
+    reason = re.sub(r"^\[[^\]]*\] ", "", text.splitlines()[0]).split(". ")[0]
+    return UserError(
+        f"{where(trainer.global_rank, trainer)} lost the process on {name} mid-training ({reason}): "
+        "its rank died or its node was lost; the run keeps its last full epoch: "
+        f"resume with python -m mnist_lab resume={output_dir} (a SLURM job that SLURM requeues resumes by itself)"
+    )
