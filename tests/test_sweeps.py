@@ -14,7 +14,7 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest, read_sweep
 
-from conftest import QUIET, compose_config, one_error_line, run_cli, run_process
+from conftest import QUIET, compose_config, error_lines, one_error_line, run_cli, run_process
 
 TESTS = Path(__file__).parent
 
@@ -71,7 +71,9 @@ def test_three_job_sweep_summary_matches_every_jobs_metrics_sorted_by_test_accur
 def test_a_failed_job_is_summarised_as_failed_and_the_others_are_kept(tmp_path):
     sweep = tmp_path / "sweep"
     result = multirun(sweep, "model=softmax", "optimizer.lr=0.01,-1,0.02")
-    assert result.returncode != 0  # the sweep says that one of its jobs failed
+    assert result.returncode != 0  # the sweep says that one of its jobs failed, in one line
+    last = error_lines(result)[-1]  # after the job's own log line
+    assert last.startswith("error: job 1_softmax of the sweep failed: optimizer.lr must be a number > 0, got -1")
     rows = {r["job"]: r for r in summary_rows(sweep)}
     assert rows["1_softmax"]["status"] == "failed"
     assert rows["1_softmax"]["stop_reason"].startswith("optimizer.lr must be a number > 0, got -1")

@@ -14,7 +14,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -85,6 +85,11 @@ def user_message(err: Exception) -> str | None:
     return None
 
 
+class JobFailed(CompactHydraException):
+    """A job of a multirun that failed for a reason the user can fix: Hydra ends the sweep with this
+    one line instead of a traceback."""
+
+
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run a command's task inside Hydra: user errors become one logged line and exit code 1
     (HYDRA_FULL_ERROR=1 shows the traceback instead), an interrupt the command that resumes.
@@ -105,7 +110,10 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             # Log it in the job's own log (the sweep summary quotes it) and let Hydra mark the job
             # failed: the sweep's other jobs still run, and the sweep exits non-zero.
             log.error(message or f"{type(err).__name__}: {err}")
-            raise
+            if message is None:
+                raise
+            job = Path(HydraConfig.get().runtime.output_dir).name
+            raise JobFailed(f"error: job {job} of the sweep failed: {message}") from err
         if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error(message)
