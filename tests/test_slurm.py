@@ -153,6 +153,14 @@ def slurm_sweep():
         sweep.cancel()
 
 
+def release(job_id: str) -> None:
+    """Start a requeued job now, not after the two minutes SLURM holds it back. Not within the second
+    of its requeue: slurmd revokes the first run's credential to the second, and a run that starts in
+    that same second is refused as revoked (the job then fails)."""
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=60)
+
+
 def metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text())
 
@@ -173,7 +181,7 @@ def job_log(sweep: Path, job_id: str) -> str:
 
 def test_two_job_sweep_runs_as_slurm_jobs_with_the_default_resources(tmp_path, slurm_sweep):
     sweep = tmp_path / "sweep"
-    run = slurm_sweep(sweep, "model=softmax,mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=200", *SHORT)
+    run = slurm_sweep(sweep, "model=softmax,mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=50", *SHORT)
     assert run.wait() == 0, run.output
     assert "sacct" not in run.output  # no accounting on this cluster: job states come from squeue, quietly
     with (sweep / "summary.csv").open() as f:
@@ -266,9 +274,8 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
         if n == 1:  # SIGTERM reached training: it stopped after its step and kept its last full epoch
             wait_for(lambda: (jobs[1] / "metrics.json").is_file(), "job 1's record of the interruption", run)
             stopped = metrics(jobs[1])
-        # SLURM holds a requeued job back for two minutes; let it go at once.
         wait_for(lambda j=job_id: squeue("-h", "-o", "%T", f"--jobs={j}").strip() == "PENDING", f"requeue of {n}", run)
-        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=60)
+        release(job_id)
     assert run.wait() == 0, run.output
 
     assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 4
@@ -374,12 +381,8 @@ def test_a_job_that_loses_a_node_mid_training_is_requeued_and_ends_like_an_unint
         wait_for(lambda: squeue("-h", "-o", "%T", f"--jobs={job_id}").strip() == "PENDING", "the requeue", run, 180)
     finally:  # node2 comes back (as a repaired node does), whatever happened above
         subprocess.run([str(START_CLUSTER), "--nodes", "2"], check=True, timeout=120, capture_output=True)
-    # SLURM holds a requeued job back for two minutes. Let it go sooner, once both nodes are idle and
-    # node2 has been back for the cluster's SlurmdTimeout (15 s): a run started within a second of
-    # node2's return met the controller's late clean-up of the first run there ("nodes are busy").
     wait_for(lambda: nodes_idle("node1", "node2"), "node1 and node2 idle again", run)
-    time.sleep(15)
-    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=60)
+    release(job_id)
     assert run.wait() == 0, run.output
 
     lost = [line for line in (job / "train.log").read_text().splitlines() if "mid-training" in line]

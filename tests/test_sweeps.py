@@ -325,9 +325,9 @@ def test_num_nodes_that_slurm_did_not_allocate_is_one_line_naming_the_fix(tmp_pa
 def test_a_node_that_never_joins_ends_at_the_configured_timeout_naming_its_rank_and_node(tmp_path):
     assert compose_config("train", "trainer=ddp").trainer.strategy.timeout.seconds == 180  # bounded by default
     env = alone(0)
-    result = run_cli(*TWO_NODES, "trainer.strategy.timeout.seconds=3", *QUIET, f"hydra.run.dir={tmp_path}", env=env)
+    result = run_cli(*TWO_NODES, "trainer.strategy.timeout.seconds=1", *QUIET, f"hydra.run.dir={tmp_path}", env=env)
     assert one_error_line(result) == (
-        "1 of 2 processes never joined within trainer.strategy.timeout.seconds=3: rank 1 (node2); check that it "
+        "1 of 2 processes never joined within trainer.strategy.timeout.seconds=1: rank 1 (node2); check that it "
         f"started (its node's log) and reaches 127.0.0.1:{env['MASTER_PORT']}, or wait longer with "
         "trainer.strategy.timeout.seconds=<s>"
     )
@@ -336,10 +336,10 @@ def test_a_node_that_never_joins_ends_at_the_configured_timeout_naming_its_rank_
 
 def test_a_rank_that_cannot_reach_rank_0_ends_at_the_configured_timeout_naming_the_address(tmp_path):
     env = alone(1)  # no rank 0 listens at MASTER_PORT
-    result = run_cli(*TWO_NODES, "trainer.strategy.timeout.seconds=3", *QUIET, f"hydra.run.dir={tmp_path}", env=env)
+    result = run_cli(*TWO_NODES, "trainer.strategy.timeout.seconds=1", *QUIET, f"hydra.run.dir={tmp_path}", env=env)
     assert one_error_line(result) == (
         f"rank 1 (node2) could not reach rank 0 at 127.0.0.1:{env['MASTER_PORT']} within "
-        "trainer.strategy.timeout.seconds=3; check that rank 0's node runs and that 127.0.0.1 resolves here to "
+        "trainer.strategy.timeout.seconds=1; check that rank 0's node runs and that 127.0.0.1 resolves here to "
         "its network address"
     )
 

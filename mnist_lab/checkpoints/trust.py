@@ -40,6 +40,7 @@ RUN_TARGETS = (
     "lightning.pytorch.accelerators.",
     "lightning.pytorch.profilers.",
     "torchvision.datasets.",
+    "datetime.timedelta",  # DDP's timeout (conf/trainer/ddp.yaml)
 )
 # Resolvers a saved run config may call: they read values, none of them builds config nodes.
 RUN_RESOLVERS = frozenset(
