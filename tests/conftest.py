@@ -244,7 +244,12 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A short real CNN fit (10,000 images): checkpoints for predict, evaluate and export."""
     return shared_run(
-        tmp_path_factory, "cnn_run", "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=100"
+        tmp_path_factory,
+        "cnn_run",
+        "model=cnn",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=100",
+        "trainer.limit_val_batches=1",
     )
 
 
@@ -252,6 +257,17 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the train config with overrides, writing into this test's tmp_path."""
     return lambda *overrides: compose_train(tmp_path, *overrides)
+
+
+# The files that take longest, collected first: pytest-xdist hands out whole files in collection
+# order, so that the two workers end at about the same time instead of one waiting for the other.
+LONGEST_FIRST = ("test_slurm.py", "test_sweeps.py", "test_reliability.py", "test_serve.py", "test_user_modules.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the files of LONGEST_FIRST first, in that order; the rest keep theirs."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def pytest_configure(config: pytest.Config) -> None:

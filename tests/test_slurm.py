@@ -260,7 +260,7 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
         "model=mlp",
         "model.net.dropout=0.2",
         "callbacks.accuracy_stop=null",
-        "trainer.max_epochs=4",
+        "trainer.max_epochs=3",
         "trainer.limit_train_batches=30",
         PACED,
         *SHORT,
@@ -278,7 +278,7 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
         release(job_id)
     assert run.wait() == 0, run.output
 
-    assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 4
+    assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < 3
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
         "0_mlp",
         "1_mlp",
@@ -291,7 +291,7 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
             in (jobs[n] / "train.log").read_text()
         )
     whole = comparable(metrics(jobs[0]))
-    assert whole["epochs_run"] == 4 and whole["stop_reason"] == "max_epochs"
+    assert whole["epochs_run"] == 3 and whole["stop_reason"] == "max_epochs"
     assert comparable(metrics(jobs[1])) == whole and comparable(metrics(jobs[2])) == whole
     weights = [torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for job in jobs]
     assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
