@@ -36,13 +36,14 @@ ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("P
 def no_cluster() -> str | None:
     """Why no SLURM cluster can run these tests; None when one can."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "no SLURM on this machine (no sinfo/sbatch); tests/slurm/start_cluster.sh starts one (as root)"
+        return "no SLURM on this machine (no sinfo/sbatch); tests/slurm/start_cluster.sh --nodes 2 starts one (as root)"
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
-        return "sinfo does not answer: no SLURM controller is up; tests/slurm/start_cluster.sh starts one"
+        return "sinfo does not answer: no SLURM controller is up; tests/slurm/start_cluster.sh --nodes 2 starts one"
     if out.returncode != 0 or not any(s.startswith(("idle", "mix", "alloc", "comp")) for s in out.stdout.split()):
-        return f"no SLURM node is up ({(out.stdout + out.stderr).strip()}); tests/slurm/start_cluster.sh starts one"
+        said = (out.stdout + out.stderr).strip()
+        return f"no SLURM node is up ({said}); tests/slurm/start_cluster.sh --nodes 2 starts one"
     return None
 
 
