@@ -271,8 +271,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, each worker trains on one thread: two workers share the machine's cores."""
+    """Under pytest-xdist, each worker trains on one thread, and so does every process it starts (commands,
+    DDP ranks, SLURM jobs, which inherit the variable): two workers share the machine's cores, and more
+    threads than cores only spin."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
+        os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
