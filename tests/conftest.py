@@ -11,6 +11,7 @@ import os
 import re
 import runpy
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,6 +184,13 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (as the system hands them out)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

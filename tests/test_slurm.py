@@ -294,8 +294,8 @@ def test_jobs_requeued_or_signalled_mid_training_resume_in_their_folder_and_end_
     whole = comparable(metrics(jobs[0]))
     assert whole["epochs_run"] == 3 and whole["stop_reason"] == "max_epochs"
     assert comparable(metrics(jobs[1])) == whole and comparable(metrics(jobs[2])) == whole
-    weights = [torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for job in jobs]
-    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
+    trained = [weights(job) for job in jobs]
+    assert all(torch.equal(trained[0][k], w[k]) for w in trained[1:] for k in trained[0])
 
 
 # One DDP job of three epochs, two processes of one CPU thread each (so that the sums agree bit for

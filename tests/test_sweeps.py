@@ -14,7 +14,7 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest, read_sweep
 
-from conftest import QUIET, compose_config, error_lines, one_error_line, run_cli, run_process
+from conftest import QUIET, compose_config, error_lines, free_port, one_error_line, run_cli, run_process
 
 TESTS = Path(__file__).parent
 
@@ -283,12 +283,6 @@ SLURM_TWO_NODES = {
 # A 20 s rendezvous: were the checks gone, rank 0 would wait that long for rank 1, then fail, not hang.
 TWO_NODES = ["trainer=ddp", "trainer.strategy.timeout.seconds=20", "trainer.num_nodes=2", "trainer.devices=1"]
 TWO_NODES += ["trainer.accelerator=cpu", "model=softmax"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alone(rank: int) -> dict[str, str]:

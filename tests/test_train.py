@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.models.classifier import Classifier
 
-from conftest import fit, run_cli
+from conftest import fit, free_port, run_cli
 
 METRIC_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs_run", "stop_reason", "best_ckpt", "train_seconds"}
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
@@ -120,9 +119,7 @@ def _get(url: str) -> bytes:
 
 def test_tensorboard_serves_the_run_scalars_and_graph(mlp_run):
     run_dir, _ = mlp_run
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -93,15 +93,20 @@ def recover_spawned_state(trainer: L.Trainer) -> int:
     return state["epoch"] + 1
 
 
+def own_address() -> tuple[str, str]:
+    """This node's name and the address it resolves to (what gloo tells the other ranks); OSError if none."""
+    host = socket.gethostname()
+    return host, socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+
+
 def log_rank(trainer: L.Trainer) -> None:
     """Log where this process trains when several do: its rank, its node's name and address."""
     if trainer.world_size < 2:
         return
-    host = socket.gethostname()
     try:
-        address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        host, address = own_address()
     except OSError:
-        address = "unresolved"
+        host, address = socket.gethostname(), "unresolved"
     log.info("rank %d of %d on node %s (%s)", trainer.global_rank, trainer.world_size, host, address)
 
 
@@ -120,10 +125,10 @@ def check_nodes(trainer: L.Trainer) -> None:
         )
     if trainer.strategy.root_device.type != "cpu" or os.environ.get("GLOO_SOCKET_IFNAME"):
         return  # NCCL finds its network interfaces itself
-    host = socket.gethostname()
     try:
-        address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        host, address = own_address()
     except OSError as err:
+        host = socket.gethostname()
         raise UserError(f"this node's name {host} does not resolve ({err}); add it to /etc/hosts") from err
     if ipaddress.ip_address(address).is_loopback:
         raise UserError(
@@ -145,9 +150,8 @@ def slurm_nodes() -> list[str]:
     return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else nodelist.split(",")
 
 
-def where(rank: int, trainer: L.Trainer) -> str:
-    """`rank 1 (node2)`: a rank, and on SLURM the node it was given."""
-    nodes = slurm_nodes()
+def where(rank: int, trainer: L.Trainer, nodes: list[str]) -> str:
+    """`rank 1 (node2)`: a rank, and on SLURM (`nodes`: slurm_nodes()) the node it was given."""
     node = rank // max(trainer.num_devices, 1)
     return f"rank {rank} ({nodes[node]})" if node < len(nodes) else f"rank {rank}"
 
@@ -157,14 +161,14 @@ def ddp_failure(trainer: L.Trainer, err: RuntimeError, output_dir: Path, timeout
     missing, and what to do (`timeout`: trainer.strategy.timeout.seconds). None for any other error."""
     import torch.distributed as dist
 
-    if trainer.world_size < 2 or not isinstance(err, dist.DistError) and "gloo" not in str(err):
+    if trainer.world_size < 2 or (not isinstance(err, dist.DistError) and "gloo" not in str(err)):
         return None
-    text, world = str(err), trainer.world_size
+    text, world, nodes = str(err), trainer.world_size, slurm_nodes()
     address, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")
     waited = f"within trainer.strategy.timeout.seconds={timeout:g}" if timeout else "in time"
     joined = re.search(r"(\d+)/(\d+) clients joined", text)
     if joined:
-        missing = ", ".join(where(rank, trainer) for rank in range(int(joined[1]), world))
+        missing = ", ".join(where(rank, trainer, nodes) for rank in range(int(joined[1]), world))
         return UserError(
             f"{world - int(joined[1])} of {world} processes never joined {waited}: {missing}; "
             f"check that it started (its node's log) and reaches {address}:{port}, "
@@ -172,7 +176,7 @@ def ddp_failure(trainer: L.Trainer, err: RuntimeError, output_dir: Path, timeout
         )
     if isinstance(err, dist.DistNetworkError) or "connect to" in text:
         return UserError(
-            f"{where(trainer.global_rank, trainer)} could not reach rank 0 at {address}:{port} {waited}; "
+            f"{where(trainer.global_rank, trainer, nodes)} could not reach rank 0 at {address}:{port} {waited}; "
             f"check that rank 0's node runs and that {address} resolves here to its network address"
         )
     peer = re.search(r"\[([0-9a-fA-F.:]+)\]:\d+", text)
@@ -184,7 +188,7 @@ def ddp_failure(trainer: L.Trainer, err: RuntimeError, output_dir: Path, timeout
             pass
     reason = re.sub(r"^\[[^\]]*\] ", "", text.splitlines()[0]).split(". ")[0]
     return UserError(
-        f"{where(trainer.global_rank, trainer)} lost the process on {name} mid-training ({reason}): "
+        f"{where(trainer.global_rank, trainer, nodes)} lost the process on {name} mid-training ({reason}): "
         "its rank died or its node was lost; the run keeps its last full epoch: "
         f"resume with python -m mnist_lab resume={output_dir} (a SLURM job that SLURM requeues resumes by itself)"
     )
