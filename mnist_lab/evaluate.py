@@ -55,7 +55,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     plots.save(plots.digit_grid(pixels[worst, 0].numpy(), titles, [True] * len(worst)), out_dir / "mistakes.png")
     write_json_atomic(out_dir / "evaluation.json", report)
 
-    print(f"checkpoint: {loaded.path} ({loaded.name}, trained on {loaded.dataset})")
+    print(f"checkpoint: {loaded.path} ({loaded.name}, {loaded.how})")
     print(f"test/loss {report['test/loss']:.4f}   test/acc {report['test/acc']:.4f}   ({report['images']:,} images)")
     print(f"{'digit':>5} {'precision':>9} {'recall':>6} {'support':>7}")
     for digit, row in report["per_class"].items():

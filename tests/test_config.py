@@ -136,6 +136,17 @@ def test_fast_preset_pins_the_gpu_fast_path(compose_cfg):
     assert cfg.callbacks.accuracy_stop is None
 
 
+def test_one_epoch_preset_trains_the_tutorials_cnn_once_through_the_data_with_its_choices(compose_cfg):
+    cfg = compose_cfg("experiment=one_epoch")
+    assert cfg.trainer.max_epochs == 1 and cfg.callbacks.accuracy_stop is None
+    assert cfg.model.net._target_ == "mnist_lab.models.nets.CNN" and cfg.model.net.dropout == 0.25
+    assert cfg.model.net.norm is True and cfg.model.label_smoothing == 0.1
+    assert cfg.data.augment._target_ == "mnist_lab.data.augment.RandomAffine" and cfg.data.augment.degrees == 5
+    assert cfg.data.batch_size == 128 and cfg.optimizer.lr == 0.008
+    assert cfg.scheduler._target_.endswith("OneCycleLR") and cfg.scheduler.max_lr == cfg.optimizer.lr
+    assert cfg.trainer.precision in ("bf16-mixed", "32-true")  # what the machine computes fast
+
+
 def test_no_scheduler_by_default_and_the_module_gets_every_group(compose_cfg):
     cfg = compose_cfg()
     assert cfg.scheduler is None and cfg.model.scheduler is None

@@ -69,3 +69,22 @@ def test_mlp_dropout_follows_each_hidden_layer_without_changing_its_sizes():
     assert not any(isinstance(m, nn.Dropout) for m in MLP().modules())
     with pytest.raises(ValueError, match=r"model.net.dropout must lie in \[0, 1\)"):
         MLP(dropout=1.0)
+
+
+def test_cnn_norm_puts_batch_norm_before_each_relu_and_keeps_the_tutorials_layers():
+    plain, normed = CNN(), CNN(norm=True)
+    layers = [type(m).__name__ for m in normed.modules() if not isinstance(m, (nn.Sequential, CNN))]
+    assert layers == [
+        *("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"),
+        *("Flatten", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"),
+    ]
+    shapes = lambda net: [p.shape for n, p in net.named_parameters() if "weight" in n and p.dim() > 1]  # noqa: E731
+    assert shapes(normed) == shapes(plain)  # conv 5x5x32, conv 5x5x64, fc 1024, fc 10
+    # A bias before batch norm is cancelled by its mean: only the last layer keeps one.
+    assert [n for n, _ in normed.named_parameters() if n.endswith("bias") and "." in n] == [
+        "features.1.bias",
+        "features.5.bias",
+        "classifier.2.bias",
+        "classifier.5.bias",
+    ]
+    assert normed(torch.rand(3, 1, 28, 28)).shape == (3, 10)

@@ -67,7 +67,9 @@ def server(cnn_run, tmp_path_factory) -> Iterator[Server]:
 
 
 def test_health_names_the_model_and_its_dataset(server):
-    assert server.request("GET", "/health").json() == {"status": "ok", "model": "CNN", "dataset": "MNIST"}
+    # trained in-process, not by a command: no overrides to name (test_user_modules checks a command's)
+    health = server.request("GET", "/health").json()
+    assert health == {"status": "ok", "model": "CNN", "dataset": "MNIST", "trained_with": ""}
 
 
 def test_ctrl_c_stops_the_server_cleanly(cnn_run, tmp_path):

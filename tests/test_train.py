@@ -198,3 +198,19 @@ def test_compiled_training_keeps_the_plain_networks_checkpoint_keys(tmp_path):
     assert {k for k in state if k.startswith("net")} == {"net.layers.1.weight", "net.layers.1.bias"}
     assert not any("_orig_mod" in k for k in state)
     assert Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").hparams.compile is True
+
+
+def test_label_smoothing_softens_the_training_targets_only():
+    torch.manual_seed(0)
+    net = {"_target_": "mnist_lab.models.nets.SoftmaxRegression"}
+    optimizer = {"_target_": "torch.optim.Adam", "_partial_": True}
+    model = Classifier(net=net, optimizer=optimizer, label_smoothing=0.3)
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
+    logits = model(x)
+    smoothed = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.3)
+    assert model.step_loss((x, y)).item() == pytest.approx(smoothed.item())
+    model.validation_step((x, y), 0)  # validation and test score the plain cross-entropy
+    assert model.val_loss.compute().item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    assert smoothed.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    with pytest.raises(ValueError, match=r"model.label_smoothing must lie in \[0, 1\)"):
+        Classifier(net=net, optimizer=optimizer, label_smoothing=1.0)

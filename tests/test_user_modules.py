@@ -35,6 +35,11 @@ def user_run(request, tmp_path_factory) -> tuple[str, Path, dict]:
     return request.param, folder / "run", json.loads((folder / "run" / "metrics.json").read_text())
 
 
+def typed(module: str) -> str:
+    """The overrides a run of `module` was typed with, less Hydra's own: what its checkpoint records."""
+    return " ".join(o for o in [*MODULES[module], *SHORT] if not o.startswith("hydra."))
+
+
 def command(name: str, run: Path, out: Path, *args: str):
     """`python -m mnist_lab.<name>` on the run; the server in a process of its own, bounded."""
     run_args = (f"ckpt_path={run}", f"hydra.run.dir={out}", *args)
@@ -46,7 +51,11 @@ def command(name: str, run: Path, out: Path, *args: str):
 def test_the_users_module_trains_and_tests_through_the_command(user_run):
     module, run, metrics = user_run
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["mnist_lab"] == {"module": f"user_modules.{module}", "dataset": "MNIST"}
+    assert checkpoint["mnist_lab"] == {
+        "module": f"user_modules.{module}",
+        "dataset": "MNIST",
+        "trained_with": typed(module),
+    }
     assert checkpoint["global_step"] == 50 and metrics["test/acc"] > 0.6
     if module == "SmoothedClassifier":
         assert checkpoint["hyper_parameters"]["smoothing"] == 0.1
@@ -95,5 +104,5 @@ def test_the_server_reads_digits_with_it_as_predict_does(user_run, tmp_path):
     finally:
         stop(process)
     network = "SoftmaxRegression" if module == "SmoothedClassifier" else module
-    assert health == {"status": "ok", "model": network, "dataset": "MNIST"}
+    assert health == {"status": "ok", "model": network, "dataset": "MNIST", "trained_with": typed(module)}
     assert answer["digit"] == expected["prediction"] and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)

@@ -29,6 +29,13 @@ class LoadedModel:
     model: L.LightningModule
     path: Path
     dataset: str  # what it was trained on, e.g. "MNIST"
+    trained_with: str = ""  # the training command's overrides, e.g. "experiment=one_epoch"
+
+    @property
+    def how(self) -> str:
+        """How it was trained, in words: "trained on MNIST with experiment=one_epoch"."""
+        config = {"": "", "defaults": " with the default config"}.get(self.trained_with, f" with {self.trained_with}")
+        return f"trained on {self.dataset}{config}"
 
     @property
     def name(self) -> str:
@@ -107,7 +114,8 @@ def load_checkpoint(
         )
     model.load_state_dict(checkpoint["state_dict"])
     model.to(map_location).eval()
-    return LoadedModel(model, path, record.get("dataset") or "MNIST")
+    trained_with = record.get("trained_with") if isinstance(record.get("trained_with"), str) else ""
+    return LoadedModel(model, path, record.get("dataset") or "MNIST", trained_with)
 
 
 def check_run_files(run: Path, checkpoint: Path, trust: Sequence[str] = ()) -> None:

@@ -31,7 +31,8 @@ class Classifier(L.LightningModule):
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
     hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
     `scheduler`, if given, is a `_partial_` learning-rate scheduler stepped once per epoch;
-    `compile=True` runs the training steps through torch.compile. Lightning's automatic optimization
+    `compile=True` runs the training steps through torch.compile; `label_smoothing` softens the training
+    targets (validation and test losses are the plain cross-entropy). Lightning's automatic optimization
     makes one optimizer step per mini-batch.
     """
 
@@ -41,8 +42,11 @@ class Classifier(L.LightningModule):
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         compile: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"model.label_smoothing must lie in [0, 1), got {label_smoothing!r}")
         self.save_hyperparameters(logger=False)
         self.net = instantiate(net)
         # The input scaling belongs to the model: a checkpoint, an exported file and the server all
@@ -95,7 +99,7 @@ class Classifier(L.LightningModule):
         """One training mini-batch's loss, added to the epoch's training metrics."""
         x, y = batch
         logits = (self._compiled_forward or self.net)(self.scale(x))
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_steps.append((loss.detach(), logits.argmax(-1), y))
         return loss
 

@@ -140,7 +140,10 @@ def create_app(
     decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") if decode_threads > 0 else None
     html = page_html().replace("__MAX_BYTES__", str(max_bytes))  # the page checks a file's size first
     net_name = loaded.name
-    health = json.dumps({"status": "ok", "model": net_name, "dataset": loaded.dataset}, separators=(",", ":"))
+    health = json.dumps(
+        {"status": "ok", "model": net_name, "dataset": loaded.dataset, "trained_with": loaded.trained_with},
+        separators=(",", ":"),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -152,7 +155,7 @@ def create_app(
 
     app = FastAPI(
         title="mnist_lab",
-        description=f"Handwritten digits read by a {net_name} trained on {loaded.dataset} ({loaded.path.name}).",
+        description=f"Handwritten digits read by a {net_name} {loaded.how} ({loaded.path.name}).",
         version="1",
         docs_url=None,
         redoc_url=None,
@@ -252,10 +255,10 @@ def serve(cfg: DictConfig, checkpoint: Path, sock: socket.socket) -> None:
     torch.set_num_threads(max(1, cfg.threads))
     app = create_app(loaded, cfg.max_bytes, cfg.max_pixels, cfg.decode_threads, cfg.max_batch, cfg.batch_wait_ms)
     log.info(
-        "serving %s (%s, trained on %s): open %s",
+        "serving %s (%s, %s): open %s",
         loaded.path,
         loaded.name,
-        loaded.dataset,
+        loaded.how,
         page_url(sock),
     )
     # log_config=None: uvicorn logs through the run's handlers (console and serve.log)

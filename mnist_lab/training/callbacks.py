@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 
 from mnist_lab.checkpoints.paths import LAST, START
 from mnist_lab.errors import Interrupted
@@ -52,15 +53,25 @@ class EpochTimer(L.Callback):
 
 
 class Provenance(L.Callback):
-    """Record in every checkpoint which LightningModule wrote it and what data it read, so that the
-    checkpoint alone rebuilds it (mnist_lab.checkpoints.load)."""
+    """Record in every checkpoint which LightningModule wrote it, what data it read and the config the
+    command line chose, so that the checkpoint alone rebuilds it (mnist_lab.checkpoints.load) and the
+    server can say how it was trained."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         module = type(pl_module)
         checkpoint["mnist_lab"] = {
             "module": f"{module.__module__}.{module.__qualname__}",
             "dataset": getattr(trainer.datamodule, "dataset_name", None),
+            "trained_with": trained_with(),
         }
+
+
+def trained_with() -> str:
+    """The run's overrides as typed (e.g. "experiment=one_epoch seed=3"), "defaults" where there were
+    none, "" outside a mnist_lab command."""
+    if not HydraConfig.initialized():
+        return ""
+    return " ".join(HydraConfig.get().overrides.task) or "defaults"
 
 
 class TutorialLog(L.Callback):

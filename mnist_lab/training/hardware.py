@@ -4,6 +4,7 @@ torch should ask about it."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from pathlib import Path
@@ -33,13 +34,23 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@functools.cache
 def fast_precision() -> str:
-    """bf16-mixed where the GPU or CPU has bfloat16 arithmetic, else 32-true (emulated bf16 is slow)."""
+    """bf16-mixed where the GPU or CPU has bfloat16 arithmetic, else 32-true (emulated bf16 is slow);
+    the choice and its reason are logged once."""
     import torch  # here: the configs resolve this only for a run that trains, which imports torch anyway
 
     if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
-    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        choice, why = (
+            ("bf16-mixed", "this GPU computes bfloat16") if native else ("16-mixed", "no bfloat16 on this GPU")
+        )
+    elif cpu_has_bf16():
+        choice, why = "bf16-mixed", "this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)"
+    else:
+        choice, why = "32-true", "this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where bf16 would be slower"
+    log.info("arithmetic: trainer.precision=%s, as %s", choice, why)
+    return choice
 
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
