@@ -1,4 +1,4 @@
-"""Stacked steps (`steps=stacked`, mnist_lab.training.stacked), the opt-in speed path: 10 mini-batches per
+"""Stacked steps (`steps=stacked`, mnist_lab.training.stacked), the opt-in speed path: 20 mini-batches per
 Lightning step, trained exactly as `Classifier` trains on Lightning's ordinary loop; what would notice the
 difference is refused before training starts."""
 
@@ -24,7 +24,7 @@ from conftest import QUIET, one_error_line, run_cli
 TESTS = Path(__file__).parent
 NET = {"_target_": "mnist_lab.models.nets.SoftmaxRegression"}
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True}
-STACKED = "training 10 mini-batches per Lightning step (steps=stacked)"
+STACKED = "training 20 mini-batches per Lightning step (steps=stacked)"
 
 
 def run(tmp_path: Path, name: str, *overrides: str, probe: str = "StepProbe") -> Path:
@@ -141,7 +141,7 @@ def test_a_setting_stacked_steps_cannot_honour_stops_the_run_with_one_line(tmp_p
     assert result.returncode == 1
     assert one_error_line(result) == (
         "steps=stacked cannot train with trainer.val_check_interval, which count Lightning steps or training "
-        "batches, and each step holds 10 mini-batches; leave that out, or train with steps=plain"
+        "batches, and each step holds 20 mini-batches; leave that out, or train with steps=plain"
     )
     assert not (tmp_path / "outputs").exists()  # nothing trained, nothing left behind
 

@@ -109,7 +109,7 @@ def share_step_count(checkpoint: dict[str, Any]) -> None:
 class StackedClassifier(Classifier):
     """`Classifier` that makes `stack` optimizer steps, one per mini-batch, in each Lightning step."""
 
-    def __init__(self, stack: int = 10, **classifier: Any) -> None:
+    def __init__(self, stack: int = 20, **classifier: Any) -> None:
         """`classifier`: Classifier's arguments (saved with `stack` as hyperparameters by Classifier)."""
         if stack < 1:
             raise ValueError(f"model.stack must be at least 1, got {stack}")
