@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -64,23 +65,30 @@ def test_unknown_model_fails_with_one_line_listing_the_options():
 
 
 def test_the_wheel_ships_configs_and_mnist_and_trains_offline_from_any_folder(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(ROOT),
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=tmp_path,
-    )
+    # setuptools builds in the checkout's build/ and reuses what it finds there: one left by an
+    # earlier build would ship files since renamed. Build afresh, and leave no build/ behind.
+    build = ROOT / "build"
+    shutil.rmtree(build, ignore_errors=True)
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                str(ROOT),
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(tmp_path),
+            ],
+            check=True,
+            capture_output=True,
+            cwd=tmp_path,
+        )
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     wheel = next(tmp_path.glob("mnist_lab-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.split("mnist_lab/conf/", 1)[1] for n in names if "mnist_lab/conf/" in n}
