@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hand_loop import accuracy
 
 
 class AccuracyClock(L.Callback):
@@ -32,21 +33,13 @@ class AccuracyClock(L.Callback):
         in_epoch = trainer.global_step - trainer.current_epoch * batches
         return trainer.current_epoch * per_epoch + min(in_epoch * batch_size, per_epoch)
 
-    @torch.no_grad()
     def lap(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Stop the clock, score the test set, record a point."""
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize()
         self.seconds += time.perf_counter() - self.start
-        x, y = trainer.datamodule.data_test.tensors
-        was_training = pl_module.training
-        pl_module.eval()
-        correct = sum(
-            (pl_module(xb.to(pl_module.device)).argmax(-1) == yb.to(pl_module.device)).sum().item()
-            for xb, yb in zip(x.split(2000), y.split(2000))
-        )
-        pl_module.train(was_training)
-        self.points.append([self.images(trainer), self.seconds, correct / len(y)])
+        x, y = (t.to(pl_module.device) for t in trainer.datamodule.data_test.tensors)
+        self.points.append([self.images(trainer), self.seconds, accuracy(pl_module, x, y)])
         self.path.write_text(json.dumps(self.points))
         self.start = time.perf_counter()
 

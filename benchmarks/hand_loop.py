@@ -55,11 +55,10 @@ def mnist(device: str) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 @torch.no_grad()
-def accuracy(net: torch.nn.Module, scale: Callable[[Tensor], Tensor], split: tuple[Tensor, Tensor]) -> float:
-    """Accuracy of `net` in eval mode (fp32) on a split."""
+def accuracy(net: torch.nn.Module, x: Tensor, y: Tensor, scale: Callable[[Tensor], Tensor] = lambda t: t) -> float:
+    """Share of images `x` that `net`, in eval mode (fp32), classifies as `y`; its mode is kept."""
     was_training = net.training
     net.eval()
-    x, y = split
     correct = sum((net(scale(xb)).argmax(-1) == yb).sum().item() for xb, yb in zip(x.split(2000), y.split(2000)))
     net.train(was_training)
     return correct / len(y)
@@ -74,7 +73,7 @@ def train(
 ) -> dict:
     """Train `cfg`'s recipe with `seed`; score split `score_on` when the images seen reach a count in
     `at`, and at every epoch's end, outside the clock. Returns the points [images seen, training
-    seconds, accuracy], the training seconds and `predict`, the trained model as a function of images."""
+    seconds, accuracy], the training seconds, and the trained `net` with its input `scale`."""
     torch.manual_seed(seed)
     device = cfg.trainer.accelerator
     net = instantiate(cfg.model.net).to(device)
@@ -118,13 +117,12 @@ def train(
                 if device == "cuda":
                     torch.cuda.synchronize()
                 seconds += time.perf_counter() - start
-                points.append([images, seconds, accuracy(net, scale, data[score_on])])
+                points.append([images, seconds, accuracy(net, *data[score_on], scale)])
                 start = time.perf_counter()
         if scheduler is not None and not spans_run:
             scheduler.step()
         if device == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
-        points.append([images, seconds, accuracy(net, scale, data[score_on])])
-    net.eval()
-    return {"points": points, "seconds": seconds, "predict": lambda images: net(scale(images))}
+        points.append([images, seconds, accuracy(net, *data[score_on], scale)])
+    return {"points": points, "seconds": seconds, "net": net, "scale": scale}

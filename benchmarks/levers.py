@@ -19,7 +19,6 @@ from pathlib import Path
 
 import hand_loop
 import robustness
-import torch
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,8 +35,6 @@ LEVERS: dict[str, list[str]] = {
     "dropout_0.1": ["model.net.dropout=0.1"],
     "batch_norm": ["model.net.norm=true"],
     "warmup_0.1": ["scheduler.pct_start=0.1"],
-    "batch_128_lr_0.008": ["data.batch_size=128", "optimizer.lr=0.008"],
-    "batch_64_lr_0.008": ["data.batch_size=64", "optimizer.lr=0.008"],
     "augment_light": [
         "data.augment={_target_:mnist_lab.data.augment.RandomAffine,degrees:5,translate:0.05,scale:0.05}"
     ],
@@ -69,8 +66,7 @@ def main() -> None:
         for seed in args.seeds:
             run = hand_loop.train(cfg, seed, data, score_on="val")
             scores.append(run["points"][-1][2])
-            with torch.no_grad():
-                robust += [robustness.accuracy(run["predict"], images, y) for images in transformed]
+            robust += [hand_loop.accuracy(run["net"], images, y, run["scale"]) for images in transformed]
         rows[name] = {
             "overrides": LEVERS[name],
             "val_acc": scores,

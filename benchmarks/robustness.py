@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hand_loop import accuracy, mnist
 from torch import Tensor
-
-from mnist_lab.data import files
 
 
 def affine(x: Tensor, matrix: list[list[float]]) -> Tensor:
@@ -47,12 +45,6 @@ TRANSFORMS = {
 }
 
 
-@torch.no_grad()
-def accuracy(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float:
-    """Share of `x` the model classifies as `y`."""
-    return sum((model(xb).argmax(-1) == yb).sum().item() for xb, yb in zip(x.split(2000), y.split(2000))) / len(y)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+")
@@ -60,8 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     from mnist_lab.checkpoints.load import load_checkpoint  # here: levers.py uses this file without Lightning
 
-    images, labels = files.load(files.dataset("MNIST"), None)["test"]
-    x = images.unsqueeze(1).float().div(255)
+    x, labels = mnist("cpu")["test"]
     transformed = {name: transform(x).clamp(0, 1) for name, transform in TRANSFORMS.items()}
     results = {}
     for spec in args.checkpoints:

@@ -66,7 +66,7 @@ def first_reach(points: list[list[float]], target: float) -> tuple[int, float] |
 def seed_row(seed: int, command: dict, loop: dict, target: float) -> dict:
     """One seed's line of the report."""
     images, seconds = first_reach(command["points"], target)
-    _, loop_seconds = first_reach(loop["points"], target)
+    loop_images, loop_seconds = first_reach(loop["points"], target)
     return {
         "seed": seed,
         "acc_after_run": command["points"][-1][2],
@@ -75,7 +75,7 @@ def seed_row(seed: int, command: dict, loop: dict, target: float) -> dict:
         "seconds_to_target": seconds,
         "train_seconds": command["points"][-1][1],
         "loop_acc_after_run": loop["points"][-1][2],
-        "loop_images_to_target": first_reach(loop["points"], target)[0],
+        "loop_images_to_target": loop_images,
         "loop_seconds_to_target": loop_seconds,
         "loop_train_seconds": loop["seconds"],
         "ratio": command["points"][-1][1] / loop["seconds"],
