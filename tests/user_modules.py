@@ -22,7 +22,7 @@ class SmoothedClassifier(Classifier):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.smoothing)
-        self.train_steps.append((loss.detach(), logits.argmax(-1), y))
+        self.train_steps.append((loss.detach(), logits.detach(), y))
         return loss
 
 

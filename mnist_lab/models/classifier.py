@@ -60,8 +60,8 @@ class Classifier(L.LightningModule):
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(2)
         )
-        # This epoch's (loss, predictions, labels) per step: a metric update costs as much as a small
-        # network's step, so the training metrics take them all at once, at the epoch's end.
+        # This epoch's (loss, logits, labels) per step: a metric update, even an argmax, costs as much as a
+        # small network's step, so the training metrics take them all at once, at the epoch's end.
         self.train_steps: list[tuple[Tensor, Tensor, Tensor]] = []
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
@@ -100,7 +100,7 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = (self._compiled_forward or self.net)(self.scale(x))
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.train_steps.append((loss.detach(), logits.argmax(-1), y))
+        self.train_steps.append((loss.detach(), logits.detach(), y))
         return loss
 
     def check_finite(self, losses: Tensor) -> None:
@@ -119,10 +119,10 @@ class Classifier(L.LightningModule):
         """This process's mean training loss and accuracy over the epoch so far, and its images."""
         if not self.train_steps:
             return torch.tensor(float("nan")), torch.tensor(float("nan")), 0
-        losses, predictions, labels = zip(*self.train_steps)
+        losses, logits, labels = zip(*self.train_steps)
         sizes = torch.tensor([len(y) for y in labels], device=losses[0].device)
         loss = (torch.stack(losses).float() * sizes).sum() / sizes.sum()
-        return loss, (torch.cat(predictions) == torch.cat(labels)).float().mean(), int(sizes.sum())
+        return loss, (torch.cat(logits).argmax(-1) == torch.cat(labels)).float().mean(), int(sizes.sum())
 
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
