@@ -6,7 +6,7 @@
 (a) `lightning`: mnist_lab's real command (`python -m mnist_lab ...`), default callbacks, logger and
     progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation):
     Lightning's ordinary loop, one mini-batch per step, as a default run trains.
-(s) `stacked`: the same command with the opt-in `steps=stacked` (mnist_lab/training/stacked.py): 10
+(s) `stacked`: the same command with the opt-in `steps=stacked` (mnist_lab/training/stacked.py): 20
     mini-batches per Lightning step, the same optimizer steps.
 (b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors, in a
     process that never imports Lightning.
@@ -14,7 +14,9 @@
 Each variant runs in its own process so that its peak memory is its own. Every timing is the median
 of the epochs after the first. `--rounds` runs all variants of a model one after another that many
 times; a ratio is the median of the rounds' own ratios, so that a slow spell of a shared machine
-falls on both sides of it. `--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k):
+falls on both sides of it; beside it, `fastest` divides the variants' fastest rounds, the figure
+which a slow spell on either side cannot move. `--threads N` runs every variant on N torch threads. `--cnn-images`
+trains the CNN on a subset on CPU (times scaled to 55k):
 the training split shrinks (`data.val_size`), so that no batch limit changes the path the run takes.
 """
 
@@ -69,10 +71,14 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
         cmd += [f"data.val_size={MNIST_TRAIN - images}", "trainer.limit_val_batches=1"]
     if stacked:
         cmd.append("steps=stacked")
+    if args.threads:
+        cmd.append(f"threads={args.threads}")
     return cmd
 
 
-def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int, torchvision_path: bool) -> dict:
+def run_loop(
+    model: str, device: str, epochs: int, images: int, batch_size: int, torchvision_path: bool, threads: int | None
+) -> dict:
     """(b) and (c): a hand-written training loop over tensors, or over torchvision's DataLoader, in a
     process that never imports Lightning (importing it changes how torch checks for CUDA)."""
     import torch
@@ -84,6 +90,8 @@ def run_loop(model: str, device: str, epochs: int, images: int, batch_size: int,
     from mnist_lab.data import files as datasets
 
     torch.manual_seed(0)
+    if threads:
+        torch.set_num_threads(threads)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=."])
     net = instantiate(cfg.model.net).to(device)
@@ -135,6 +143,7 @@ def worker(args: argparse.Namespace) -> None:
         args.images,
         args.batch_size,
         torchvision_path=args.worker == "torchvision",
+        threads=args.threads,
     )
     if args.device == "cuda":
         import torch
@@ -164,6 +173,7 @@ def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> 
                 str(images),
                 "--batch-size",
                 str(args.batch_size),
+                *(["--threads", str(args.threads)] if args.threads else []),
             ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         out = proc.stdout.read()
@@ -193,6 +203,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="runs of every variant, interleaved")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for every variant (default: torch's)")
     parser.add_argument(
         "--cnn-images",
         type=int,
@@ -217,7 +228,13 @@ def main() -> None:
         rows[model]["rounds"] = [{v: r[v]["seconds_per_epoch"] for v in VARIANTS} for r in rounds]
         for name, (top, bottom) in RATIOS.items():
             per_round = [r[top]["seconds_per_epoch"] / r[bottom]["seconds_per_epoch"] for r in rounds]
-            rows[model][name] = {"median": statistics.median(per_round), "min": min(per_round), "max": max(per_round)}
+            best = {v: min(r[v]["seconds_per_epoch"] for r in rounds) for v in (top, bottom)}
+            rows[model][name] = {
+                "median": statistics.median(per_round),
+                "min": min(per_round),
+                "max": max(per_round),
+                "fastest": best[top] / best[bottom],
+            }
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -239,7 +256,7 @@ def main() -> None:
 
     print(
         f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
-        f"({cpu_model()}, {os.cpu_count()} cores), median of {args.rounds} rounds"
+        f"({cpu_model()}, {os.cpu_count()} cores, {args.threads or 'default'} threads), median of {args.rounds} rounds"
     )
     print(
         "| model | (a) mnist_lab, default | (s) steps=stacked | (b) hand loop | (c) torchvision "
@@ -255,7 +272,8 @@ def main() -> None:
         print(f"| {model}{note} | {a:.3f} | {s:.3f}{stacked} | {b:.3f} | {c:.3f} | {ratios} | {rss} |")
     for model, r in rows.items():
         for name, (top, bottom) in RATIOS.items():
-            print(f"{model} {name} by round: " + ", ".join(f"{x[top] / x[bottom]:.2f}" for x in r["rounds"]))
+            by_round = ", ".join(f"{x[top] / x[bottom]:.2f}" for x in r["rounds"])
+            print(f"{model} {name} by round: {by_round}; fastest rounds: {r[name]['fastest']:.2f}")
     print(f"whole command, 1-epoch softmax run with start-up and test: {command_seconds:.1f} s")
 
     out = args.out or Path(__file__).parent / "results" / f"train_speed_{args.device}.json"
@@ -266,6 +284,8 @@ def main() -> None:
                 "device": args.device,
                 "batch_size": args.batch_size,
                 "rounds": args.rounds,
+                "threads": args.threads,
+                "cpu": cpu_model(),
                 "models": rows,
                 "command_seconds_softmax_1_epoch": command_seconds,
             },
