@@ -86,9 +86,9 @@ def seed_row(seed: int, command: dict, loop: dict, target: float) -> dict:
 
 def machine(device: str) -> dict:
     """The CPU model and its bf16 arithmetic, or the GPU's name."""
-    from mnist_lab.training.hardware import cpu_model
+    from mnist_lab.training.hardware import cpu_flags, cpu_model
 
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = cpu_flags()
     facts = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

@@ -14,10 +14,10 @@
 Each variant runs in its own process so that its peak memory is its own. Every timing is the median
 of the epochs after the first. `--rounds` runs all variants of a model one after another that many
 times; a ratio is the median of the rounds' own ratios, so that a slow spell of a shared machine
-falls on both sides of it; beside it, `fastest` divides the variants' fastest rounds, the figure
-which a slow spell on either side cannot move. `--threads N` runs every variant on N torch threads. `--cnn-images`
-trains the CNN on a subset on CPU (times scaled to 55k):
-the training split shrinks (`data.val_size`), so that no batch limit changes the path the run takes.
+falls on both sides of it; beside it, `fastest` divides the variants' fastest rounds, which a slow
+spell on either side cannot move. `--threads N` runs every variant on N torch threads.
+`--cnn-images` trains the CNN on a subset on CPU (times scaled to 55k): the training split shrinks
+(`data.val_size`), so that no batch limit changes the path the run takes.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ checkpoints run only once the user trusts its code."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -100,9 +101,11 @@ def test_the_server_reads_digits_with_it_as_predict_does(user_run, tmp_path):
     process, server = start_server(run, tmp_path, trust, env=USER_CODE)
     try:
         health = server.request("GET", "/health").json()
+        page = server.request("GET", "/").body.decode()
         answer = server.predict(seven.read_bytes()).json()
     finally:
         stop(process)
     network = "SoftmaxRegression" if module == "SmoothedClassifier" else module
     assert health == {"status": "ok", "model": network, "dataset": "MNIST", "trained_with": typed(module)}
+    assert f"a {network} trained on MNIST with {html.escape(typed(module))} reads it" in page
     assert answer["digit"] == expected["prediction"] and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html as markup
 import json
 import logging
 import socket
@@ -138,8 +139,12 @@ def create_app(
     """The web app: GET / (the page), POST /predict, GET /health; every refusal is JSON {"error": ...}."""
     batcher = Batcher(loaded, max_batch, batch_wait_ms / 1000)
     decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") if decode_threads > 0 else None
-    html = page_html().replace("__MAX_BYTES__", str(max_bytes))  # the page checks a file's size first
     net_name = loaded.name
+    html = (
+        page_html()
+        .replace("__MAX_BYTES__", str(max_bytes))  # the page checks a file's size first
+        .replace("__MODEL__", markup.escape(f"{net_name} {loaded.how}"))  # the overrides are the user's text
+    )
     health = json.dumps(
         {"status": "ok", "model": net_name, "dataset": loaded.dataset, "trained_with": loaded.trained_with},
         separators=(",", ":"),
