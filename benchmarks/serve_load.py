@@ -182,7 +182,8 @@ def serve_naive(ckpt: str, port: int) -> None:
 
     from mnist_lab.checkpoints.inference import logits
     from mnist_lab.checkpoints.load import load_checkpoint
-    from mnist_lab.data.images import decode_grayscale, to_mnist
+    from mnist_lab.data.images import decode_image
+    from mnist_lab.data.segment import to_mnist
 
     loaded = load_checkpoint(ckpt)
     app = FastAPI()
@@ -193,7 +194,7 @@ def serve_naive(ckpt: str, port: int) -> None:
 
     @app.post("/predict")  # FastAPI needs the real Request class here: no `from __future__ import annotations`
     async def predict(request: Request) -> dict:
-        pixels = to_mnist(decode_grayscale(await request.body()))
+        pixels = to_mnist(decode_image(await request.body()))
         probs = logits(loaded, torch.from_numpy(pixels)[None, None]).softmax(dim=-1)[0]
         return {"digit": int(probs.argmax()), "probabilities": probs.tolist()}
 

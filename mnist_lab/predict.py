@@ -60,7 +60,7 @@ def predict_files(loaded: LoadedModel, paths: list[str], out_dir: Path) -> dict:
 
     from mnist_lab import plots
     from mnist_lab.checkpoints.inference import probabilities
-    from mnist_lab.data.images import load_digit
+    from mnist_lab.data.segment import load_digit
 
     digits, names, failed = [], [], []
     for path in paths:

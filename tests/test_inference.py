@@ -14,7 +14,8 @@ from PIL import Image
 
 from mnist_lab.checkpoints.load import CheckpointError, load_checkpoint, resolve_checkpoint
 from mnist_lab.data.datamodule import MNISTDataModule
-from mnist_lab.data.images import ImageError, load_digit
+from mnist_lab.data.images import ImageError
+from mnist_lab.data.segment import load_digit
 from mnist_lab.export import export
 from mnist_lab.models.classifier import Classifier
 from mnist_lab.predict import predict

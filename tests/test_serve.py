@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_lab.data.images import load_digit
+from mnist_lab.data.segment import load_digit
 
 from conftest import Server, compose_config, run_cli, run_process, start_server, stop
 
@@ -148,7 +148,7 @@ BAD_REQUESTS = {
         lambda: drawn(SEVEN, "TIFF"),
         "image/tiff",
         415,
-        "not an image that can be decoded (PNG, JPEG, BMP, GIF, WEBP)",
+        "not an image that can be decoded (PNG, JPEG, BMP, GIF, WEBP, HEIF)",
     ),
     "truncated image": ("POST", "/predict", lambda: drawn(SEVEN, "JPEG")[:400], "image/jpeg", 400, "cannot be read"),
     "no digit": ("POST", "/predict", blank, "image/png", 422, "no digit found"),
@@ -163,10 +163,10 @@ BAD_REQUESTS = {
     "too many pixels": (
         "POST",
         "/predict",
-        lambda: png_claiming(4097, 4097),
+        lambda: png_claiming(8192, 8192),
         "image/png",
         413,
-        f"4097x4097 is more than the {LIMITS.max_pixels:,} pixels allowed",
+        f"8192x8192 is more than the {LIMITS.max_pixels:,} pixels allowed",
     ),
     "decompression bomb": (
         "POST",

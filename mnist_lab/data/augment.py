@@ -46,3 +46,106 @@ class RandomAffine(nn.Module):
 
     def extra_repr(self) -> str:
         return f"degrees={self.degrees}, translate={self.translate}, scale={self.scale}"
+
+
+def per_image(x: Tensor, p: float) -> Tensor:
+    """A (N, 1, 1, 1) mask, true for each image of the batch `x` with probability `p`."""
+    return (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < p).to(x.dtype)
+
+
+class StrokeWidth(nn.Module):
+    """Strokes made thicker or thinner per image, as a fat marker or a fine pen draws them: a blend of up
+    to `amount` toward a 3x3 dilation or a 2x2 erosion, for a share `p` of the images."""
+
+    def __init__(self, p: float = 0.5, amount: float = 1.0) -> None:
+        super().__init__()
+        self.p, self.amount = p, amount
+
+    def forward(self, x: Tensor) -> Tensor:
+        thicker = F.max_pool2d(x, 3, stride=1, padding=1)
+        thinner = -F.max_pool2d(F.pad(-x, (0, 1, 0, 1), value=-1.0), 2, stride=1)
+        grow = per_image(x, 0.5)
+        target = grow * thicker + (1 - grow) * thinner
+        blend = per_image(x, self.p) * torch.rand_like(grow) * self.amount
+        return x + blend * (target - x)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, amount={self.amount}"
+
+
+class Blur(nn.Module):
+    """A Gaussian blur of random width up to `sigma` pixels per image, as a low-resolution scan or an
+    out-of-focus photo shows a digit, for a share `p` of the images."""
+
+    def __init__(self, p: float = 0.5, sigma: float = 1.0) -> None:
+        super().__init__()
+        self.p, self.sigma = p, sigma
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        sigma = (torch.rand(n, device=x.device) * self.sigma).clamp(min=0.05)
+        offsets = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
+        line = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))
+        line = line / line.sum(1, keepdim=True)
+        kernels = (line[:, :, None] * line[:, None, :]).repeat_interleave(c, 0)[:, None]
+        blurred = F.conv2d(x.reshape(1, n * c, h, w), kernels, padding=2, groups=n * c).reshape(n, c, h, w)
+        keep = per_image(x, self.p)
+        return keep * blurred + (1 - keep) * x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, sigma={self.sigma}"
+
+
+class Elastic(nn.Module):
+    """A smooth random bend of up to `alpha` pixels per image, as hands write the same digit differently:
+    displacements drawn on a `grid` x `grid` lattice and interpolated, for a share `p` of the images."""
+
+    def __init__(self, p: float = 0.5, alpha: float = 2.0, grid: int = 4) -> None:
+        super().__init__()
+        self.p, self.alpha, self.grid = p, alpha, grid
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        coarse = (torch.rand(n, 2, self.grid, self.grid, device=x.device) * 2 - 1) * per_image(x, self.p)
+        # In grid_sample's units an image spans 2, so a shift of one pixel is 2 / side.
+        shift = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True) * (2 * self.alpha / max(h, w))
+        identity = torch.eye(2, 3, device=x.device, dtype=x.dtype).expand(n, 2, 3)
+        grid = F.affine_grid(identity, [n, 1, h, w], align_corners=False) + shift.permute(0, 2, 3, 1).to(x.dtype)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, alpha={self.alpha}, grid={self.grid}"
+
+
+class Contrast(nn.Module):
+    """Ink of another strength and edge per image, as pens and scanners give it: pixels raised to a power
+    in [1 / gamma, gamma] and scaled by a peak in [low, 1], for a share `p` of the images."""
+
+    def __init__(self, p: float = 0.5, gamma: float = 1.6, low: float = 0.6) -> None:
+        super().__init__()
+        self.p, self.gamma, self.low = p, gamma, low
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        power = self.gamma ** (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1)
+        peak = self.low + (1 - self.low) * torch.rand(n, 1, 1, 1, device=x.device)
+        changed = x.clamp(min=0) ** power * peak
+        keep = per_image(x, self.p)
+        return keep * changed + (1 - keep) * x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, gamma={self.gamma}, low={self.low}"
+
+
+class Chain(nn.Module):
+    """Augmentations applied one after another in the order given, each drawing its own randomness per
+    image; a step given as None is left out (`data.augment.blur=null`)."""
+
+    def __init__(self, **steps: nn.Module | None) -> None:
+        super().__init__()
+        self.steps = nn.ModuleDict({name: step for name, step in steps.items() if step is not None})
+
+    def forward(self, x: Tensor) -> Tensor:
+        for step in self.steps.values():
+            x = step(x)
+        return x

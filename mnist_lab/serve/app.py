@@ -25,23 +25,26 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from mnist_lab.checkpoints.load import LoadedModel, load_checkpoint
-from mnist_lab.data.images import (
-    ImageError,
-    ImageTooLargeError,
-    NoDigitError,
-    NotAnImageError,
-    decode_grayscale,
-    to_mnist,
-)
+from mnist_lab.data.images import ImageError, ImageTooLargeError, NotAnImageError, decode_image
+from mnist_lab.data.segment import NoDigitError, SeveralMarksError, to_mnist
 from mnist_lab.serve.batching import Batcher
 from mnist_lab.serve.sockets import page_url
 
 log = logging.getLogger("mnist_lab.serve")  # also when run as __main__
 
 # The decoders a posted image may use: the common web formats, not all of PIL's (some call out to
-# other programs, e.g. Ghostscript for EPS).
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-BODY_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "application/octet-stream")
+# other programs, e.g. Ghostscript for EPS), and HEIC/HEIF, a phone camera's default.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "HEIF")
+BODY_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/bmp",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+    "application/octet-stream",
+)
 IMAGE_NAME = "the posted image"
 # The page talks to this server only; the browser enforces it.
 PAGE_POLICY = (
@@ -81,13 +84,15 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def prepare(data: bytes, max_pixels: int) -> np.ndarray:
     """A posted image as the model's (28, 28) input in [0, 1], exactly as `predict images=` prepares it."""
     try:
-        return to_mnist(decode_grayscale(data, IMAGE_NAME, FORMATS, max_pixels), IMAGE_NAME)
+        return to_mnist(decode_image(data, IMAGE_NAME, FORMATS, max_pixels), IMAGE_NAME)
     except ImageTooLargeError as err:
         raise Refused(413, str(err)) from err
     except NotAnImageError as err:
         raise Refused(415, str(err)) from err
     except NoDigitError as err:
         raise Refused(422, f"{err}; draw or send a dark digit on light paper, or a light one on dark") from err
+    except SeveralMarksError as err:
+        raise Refused(422, str(err)) from err
     except ImageError as err:  # recognised but broken, e.g. truncated
         raise Refused(400, f"{err}; send the whole file") from err
 
@@ -130,8 +135,8 @@ def page_html() -> str:
 
 def create_app(
     loaded: LoadedModel,
-    max_bytes: int = 5_000_000,
-    max_pixels: int = 4096 * 4096,
+    max_bytes: int = 25_000_000,
+    max_pixels: int = 50_000_000,
     decode_threads: int = 2,
     max_batch: int = 64,
     batch_wait_ms: float = 1.0,

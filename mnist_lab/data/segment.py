@@ -1,0 +1,247 @@
+"""Find the digit in a picture the way a person sees it, and frame it the way MNIST framed its digits.
+
+The steps, each for a way real pictures differ from MNIST's:
+1. the paper's own shade is measured locally, so shadows, lighting gradients and tinted paper are
+   not ink, and coloured ink counts in whichever channel shows it;
+2. ink is what stands out from the paper's noise, kept with its faint connected parts (hysteresis);
+3. ruled lines, specks, the sheet's edge and other marks that are not the digit's strokes are left out;
+4. the strokes are made about as wide, relative to the digit, as MNIST's, whether drawn with a fine
+   pen or a fat marker;
+5. the digit is fitted into 20x20 with area-averaged edges and placed in 28x28 by its centre of mass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnist_lab.data.images import ImageError, read_image
+
+WORK_SIDE = 320  # pictures are analysed at most this size: a ballpoint stroke in a phone photo stays >= 1 px
+MIN_SIDE = 112  # smaller ones (a 28x28 digit, a small scan) are enlarged first, so that strokes can be measured
+PAPER_GRID = 36  # the paper's shade is estimated on a grid this size, in windows a third of it wide
+MIN_INK = 0.15  # a digit's strokes are at least this much darker (or lighter) than the paper around them
+# Stroke width over the digit's height (its 20x20 box), as MNIST's training images measure with
+# stroke_ratio() after ink_map and digit_mask (500 training images): median 0.19, middle half 0.16-0.21.
+MNIST_STROKE_RATIO = 0.19
+LINE_SPAN = 0.6  # a straight run of ink across this much of the picture is a ruled line or an edge
+RIVAL_MASS = 0.4  # a separate mark with this share of the digit's ink is a second digit
+
+
+class NoDigitError(ImageError):
+    """An image that decodes but shows no digit (empty, of one colour, or only paper and noise)."""
+
+
+class SeveralMarksError(ImageError):
+    """An image with more than one mark of a digit's size: one digit per image is expected."""
+
+
+def to_mnist(picture: np.ndarray, name: str = "image") -> np.ndarray:
+    """A picture (H, W) or (H, W, 3) in [0, 255] as MNIST's (28, 28) floats in [0, 1]: light ink on black."""
+    ink = ink_map(picture)
+    mask = digit_mask(ink, name)
+    return frame(normalise_strokes(strokes(ink, mask), stroke_ratio(mask)))
+
+
+def load_digit(path: str | Path) -> np.ndarray:
+    """Read an image file and prepare it like an MNIST digit: (28, 28) floats in [0, 1]."""
+    return to_mnist(read_image(Path(path)), name=str(path))
+
+
+def working_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The (height, width) a picture is analysed at: at most WORK_SIDE, at least MIN_SIDE on its long side."""
+    h, w = shape[:2]
+    scale = min(WORK_SIDE / max(h, w), 1.0) if max(h, w) >= MIN_SIDE else MIN_SIDE / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` (H, W) or (H, W, C) resampled to `size` (height, width): area-averaged when shrunk."""
+    from PIL import Image
+
+    if image.shape[:2] == size:
+        return image
+    channels = image[..., None] if image.ndim == 2 else image
+    out = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(c)).resize(size[::-1], Image.BILINEAR))
+        for c in channels.transpose(2, 0, 1)
+    ]
+    return np.stack(out, -1) if image.ndim == 3 else out[0]
+
+
+def ink_map(picture: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, in [0, 1], against the paper's local shade (0 for bare paper)."""
+    from scipy import ndimage
+
+    rgb = picture.astype(np.float32)
+    rgb = resized(rgb[..., None] if rgb.ndim == 2 else rgb, working_size(rgb.shape))
+    size = rgb.shape[:2]
+    # First the paper's shade roughly, as a bright (or, for light ink, dark) percentile of windows a
+    # third of the picture wide: enough to tell the ink's polarity and how wide its strokes are.
+    gray = rgb.mean(-1, keepdims=True)
+    coarse = resized(gray[..., 0], tuple(max(4, round(s * PAPER_GRID / max(size))) for s in size))
+    window = max(3, PAPER_GRID // 3)
+    rough = {}
+    for dark_ink in (True, False):
+        paper = ndimage.percentile_filter(coarse, 80 if dark_ink else 20, size=window, mode="nearest")
+        paper = ndimage.uniform_filter(paper, window // 2, mode="nearest")
+        rough[dark_ink] = against_paper(gray, resized(paper, size)[..., None], dark_ink)
+    # Dark ink on light paper, or light ink on a dark ground: ink is what stands out strongly in few
+    # places, where the ground is everywhere (a grey sheet in shadow is darker than mid-grey).
+    dark_ink = max(rough, key=lambda k: np.percentile(rough[k], 99.95) - 4 * rough[k].mean())
+    # Then the paper's shade exactly: a grey closing (opening for light ink) wider than the strokes
+    # fills them with the paper around them, yet keeps a shadow's sharp edge where it is.
+    width = stroke_width(ink_mask(rough[dark_ink]))
+    side = int(np.clip(round(2.5 * width) + 3, 5, max(size) // 2))
+    close = ndimage.grey_closing if dark_ink else ndimage.grey_opening
+    paper = close(ndimage.uniform_filter(rgb, (3, 3, 1)), size=(side, side, 1), mode="nearest")
+    return against_paper(rgb, paper, dark_ink)
+
+
+def against_paper(rgb: np.ndarray, paper: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """Ink in [0, 1] of each pixel of `rgb` over the paper's shade `paper`, in whichever channel shows it most."""
+    if dark_ink:  # as a share of the paper's brightness: a stroke in shadow counts as much as one in light
+        ink = 1 - rgb / np.maximum(paper, 1.0)
+    else:
+        ink = (rgb - paper) / np.maximum(255.0 - paper, 1.0)
+    return np.clip(ink.max(-1), 0.0, 1.0)
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """The pixels that stand out from the paper's noise, with their faint connected parts (hysteresis)."""
+    from skimage import filters
+
+    level = np.median(ink)
+    noise = 1.4826 * np.median(np.abs(ink - level)) + 1e-3
+    high = max(filters.threshold_otsu(ink), level + 5 * noise, MIN_INK / 2)
+    return filters.apply_hysteresis_threshold(ink, max(0.75 * high, level + 3 * noise), high)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """The mean width in pixels (area over centre-line length) of the largest mark's strokes."""
+    from skimage import measure, morphology
+
+    labels = measure.label(mask, connectivity=2)
+    if labels.max() == 0:
+        return 1.0
+    largest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    return largest.sum() / max(morphology.skeletonize(largest).sum(), 1)
+
+
+def digit_mask(ink: np.ndarray, name: str = "image") -> np.ndarray:
+    """The pixels of the digit's strokes: ink above the paper's noise, without lines, specks or other marks."""
+    from skimage import measure, morphology
+
+    peak = np.percentile(ink, 99.9) if ink.size > 4000 else ink.max()
+    if peak < MIN_INK:
+        raise NoDigitError(f"{name}: no digit found (the image is empty, of one colour, or only paper)")
+    mask = ink_mask(ink)
+    mask &= ~straight_lines(mask)
+    # Fragments of one broken stroke are one mark: grouped across gaps of about 1% of the picture.
+    grown = morphology.dilation(mask, morphology.disk(max(1, round(0.01 * max(ink.shape)))))
+    labels = measure.label(grown, connectivity=2) * mask
+    marks = measure.regionprops(labels, intensity_image=ink)
+    h, w = ink.shape
+    big_enough = [m for m in marks if max(m.bbox[2] - m.bbox[0], m.bbox[3] - m.bbox[1]) >= 0.04 * max(h, w)]
+    inside = [m for m in big_enough if m.bbox[0] > 0 and m.bbox[1] > 0 and m.bbox[2] < h and m.bbox[3] < w]
+    pool = inside or big_enough  # what touches the picture's edge is the sheet's edge, unless nothing else is
+    if not pool or max(m.intensity_mean for m in pool) < MIN_INK:
+        raise NoDigitError(f"{name}: no digit found (only specks or faint marks on the paper)")
+
+    def mass(mark) -> float:
+        return float(mark.area * mark.intensity_mean)
+
+    digit = max(pool, key=mass)
+    top, left, bottom, right = digit.bbox
+    reach = 0.3 * max(bottom - top, right - left)
+    near = [
+        m
+        for m in pool
+        if mass(m) >= 0.03 * mass(digit)
+        and m.bbox[0] < bottom + reach
+        and m.bbox[2] > top - reach
+        and m.bbox[1] < right + reach
+        and m.bbox[3] > left - reach
+    ]
+    rivals = [m for m in pool if m not in near and mass(m) >= RIVAL_MASS * mass(digit)]
+    if rivals:
+        raise SeveralMarksError(
+            f"{name}: {len(rivals) + 1} separate marks of a digit's size; one digit per image is expected: "
+            "crop the picture to one digit"
+        )
+    return np.isin(labels, [m.label for m in near])
+
+
+def straight_lines(mask: np.ndarray) -> np.ndarray:
+    """Thin straight runs of ink across most of the picture (ruled lines, a sheet's straight edge)."""
+    from scipy import ndimage
+
+    lines = np.zeros_like(mask)
+    for axis in (0, 1):
+        span = max(3, round(LINE_SPAN * mask.shape[axis]))
+        runs = ndimage.uniform_filter1d(mask.astype(np.float32), span, axis=axis) > 1 - 0.5 / span
+        runs = ndimage.maximum_filter1d(runs, span, axis=axis) & mask
+        # Only the thin part of a run: a digit's bold bar across the picture is thicker than a ruled line.
+        thick = max(3, round(0.02 * mask.shape[1 - axis]))
+        lines |= runs & ~ndimage.binary_opening(runs, np.ones((thick, 1) if axis == 1 else (1, thick)))
+    return lines
+
+
+def stroke_ratio(mask: np.ndarray) -> float:
+    """The strokes' mean width (area over centre-line length) over the digit's longest side."""
+    from skimage import morphology
+
+    rows, cols = np.nonzero(mask)
+    side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    return mask.sum() / max(morphology.skeletonize(mask).sum(), 1) / side
+
+
+def strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The digit's own ink, with its soft edges, scaled so that its strokes' cores read 1; nothing else."""
+    from skimage import morphology
+
+    support = morphology.dilation(mask, morphology.disk(max(1, round(0.005 * max(mask.shape)))))
+    core = np.percentile(ink[mask], 90)
+    return np.where(support, np.clip(ink / max(core, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def normalise_strokes(digit: np.ndarray, ratio: float) -> np.ndarray:
+    """The digit with strokes about as wide, relative to its size, as MNIST's: a fine pen's thickened,
+    a fat marker's thinned (`ratio`: their width over the digit's longest side, from stroke_ratio)."""
+    from skimage import morphology
+
+    rows, cols = np.nonzero(digit > 0.5)
+    side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    target, width = MNIST_STROKE_RATIO * side, ratio * side
+    if ratio < 0.75 * MNIST_STROKE_RATIO:
+        grow = max(1, round((target - width) / 2))
+        digit = morphology.dilation(np.pad(digit, grow), morphology.disk(grow))
+    elif ratio > 1.3 * MNIST_STROKE_RATIO:
+        shrink = max(1, round((width - target) / 2))
+        digit = morphology.erosion(digit, morphology.disk(shrink))
+        digit = np.clip(digit / max(digit.max(), 1e-3), 0.0, 1.0)  # a blurred stroke's eroded core is paler
+    return digit
+
+
+def frame(digit: np.ndarray) -> np.ndarray:
+    """MNIST's framing: the digit (ink in [0, 1]) fitted into 20x20 keeping its aspect ratio, its edges
+    area-averaged, then placed in 28x28 with its centre of mass at the centre."""
+    from PIL import Image
+
+    rows, cols = np.nonzero(digit > 0.1)
+    crop = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = crop.shape
+    scale = 20.0 / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = Image.fromarray(np.round(crop * 255).astype(np.uint8))
+    digit = np.asarray(image.resize(size, Image.BOX if scale < 1 else Image.BILINEAR), dtype=np.float32)
+
+    ys, xs = np.indices(digit.shape)
+    mass = digit.sum()
+    centre_y, centre_x = (ys * digit).sum() / mass, (xs * digit).sum() / mass
+    top = int(np.clip(round(14 - centre_y), 0, 28 - digit.shape[0]))
+    left = int(np.clip(round(14 - centre_x), 0, 28 - digit.shape[1]))
+    canvas = np.zeros((28, 28), dtype=np.float32)
+    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return np.clip(canvas / 255.0, 0.0, 1.0)

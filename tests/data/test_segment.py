@@ -1,0 +1,149 @@
+"""A digit is found the way a person sees it: on shadowed, tinted or dirty paper, in a fine pen or a fat
+marker, in a phone's photo or a small scan, and framed as MNIST frames its digits."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_lab.data.images import IMAGE_SUFFIXES
+from mnist_lab.data.segment import MNIST_STROKE_RATIO, NoDigitError, SeveralMarksError, load_digit, stroke_ratio
+
+# Digits as pen strokes in unit coordinates: drawn at any size, with any pen, on any paper.
+SEVEN = [(0.15, 0.1), (0.85, 0.1), (0.4, 0.95)]
+FOUR = [(0.65, 0.95), (0.65, 0.05), (0.1, 0.65), (0.9, 0.65)]
+
+
+def draw(
+    strokes: list[tuple[float, float]],
+    size: tuple[int, int] = (400, 400),
+    box: tuple[float, float, float] = (0.5, 0.5, 0.5),
+    pen: float = MNIST_STROKE_RATIO,
+    paper: float = 255.0,
+    ink: tuple[int, int, int] = (20, 20, 20),
+) -> np.ndarray:
+    """RGB floats (H, W, 3): `strokes` drawn `box[2]` of the height tall around (`box[0]`, `box[1]`),
+    with a pen `pen` of the digit's height wide, in `ink` on paper of shade `paper`."""
+    width, height = size
+    tall = box[2] * height
+    points = [(box[0] * width + (x - 0.5) * tall * 0.7, box[1] * height + (y - 0.5) * tall) for x, y in strokes]
+    image = Image.new("RGB", size, (int(paper),) * 3)
+    ImageDraw.Draw(image).line(points, fill=ink, width=max(1, round(pen * tall)), joint="curve")
+    return np.asarray(image, np.float32)
+
+
+def save(pixels: np.ndarray, path: Path, **options) -> Path:
+    """Write RGB floats as an image file, its format from the suffix."""
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, **options)
+    return path
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two 28x28 digits: 1 for the same picture."""
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def lit(pixels: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """The picture under uneven light: each pixel scaled by `light` (H, W)."""
+    return pixels * light[..., None]
+
+
+@pytest.fixture
+def clean(tmp_path):
+    """How the seven reads when drawn cleanly: black, MNIST's stroke width, white paper."""
+    return load_digit(save(draw(SEVEN), tmp_path / "clean.png"))
+
+
+def test_a_clean_drawing_is_framed_like_mnist(clean):
+    rows, cols = np.nonzero(clean > 0.05)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 21
+    ys, xs = np.indices(clean.shape)
+    assert abs((ys * clean).sum() / clean.sum() - 14) <= 1 and abs((xs * clean).sum() / clean.sum() - 14) <= 1
+
+
+def test_a_shadow_and_a_lighting_gradient_are_paper_not_ink(tmp_path, clean):
+    ys, xs = np.mgrid[:400, :400] / 400
+    light = (0.55 + 0.45 * xs) * np.where(ys + xs > 1.4, 0.45, 1.0)  # light from the right, a dark corner
+    photo = lit(draw(SEVEN, paper=200, ink=(40, 40, 70), box=(0.45, 0.45, 0.45)), light)
+    assert similarity(load_digit(save(photo, tmp_path / "shadow.jpg", quality=85)), clean) > 0.85
+
+
+def test_tinted_paper_and_coloured_ink_read_like_black_on_white(tmp_path, clean):
+    photo = draw(SEVEN, ink=(200, 30, 40)) * np.array([1.0, 0.95, 0.75])  # red ink on yellowish paper
+    assert similarity(load_digit(save(photo, tmp_path / "red.png")), clean) > 0.9
+
+
+def test_specks_of_dirt_and_a_ruled_line_are_not_part_of_the_digit(tmp_path, clean):
+    sheet = Image.fromarray(draw(SEVEN, box=(0.5, 0.55, 0.5)).astype(np.uint8))
+    pencil = ImageDraw.Draw(sheet)
+    for x, y in ((30, 30), (370, 60), (350, 380)):
+        pencil.ellipse((x - 4, y - 4, x + 4, y + 4), fill=(60, 60, 60))
+    pencil.line([(0, 330), (400, 330)], fill=(140, 160, 220), width=2)  # a ruled line across the sheet
+    digit = load_digit(save(np.asarray(sheet, np.float32), tmp_path / "dirty.png"))
+    assert similarity(digit, clean) > 0.9
+
+
+@pytest.mark.parametrize("pen", [0.02, 0.4], ids=["fine pen", "fat marker"])
+def test_strokes_are_drawn_about_as_wide_as_mnists(tmp_path, clean, pen):
+    digit = load_digit(save(draw(SEVEN, pen=pen), tmp_path / "pen.png"))
+    assert 0.7 < stroke_ratio(digit > 0.5) / stroke_ratio(clean > 0.5) < 1.3  # the clean one has MNIST's width
+    assert similarity(digit, clean) > 0.8
+
+
+def test_a_photo_taken_sideways_is_turned_upright_by_its_exif_orientation(tmp_path, clean):
+    sideways = Image.fromarray(draw(SEVEN).astype(np.uint8)).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; a viewer rotates 90 degrees clockwise
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=90)
+    assert similarity(load_digit(tmp_path / "phone.jpg"), clean) > 0.9
+
+
+def test_a_heic_photo_is_read_like_its_png(tmp_path, clean):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    photo = draw(SEVEN, size=(600, 450))
+    heif = pillow_heif.from_bytes(mode="RGB", size=(600, 450), data=photo.astype(np.uint8).tobytes())
+    heif.save(tmp_path / "phone.heic", quality=80)
+    assert ".heic" in IMAGE_SUFFIXES
+    assert similarity(load_digit(tmp_path / "phone.heic"), clean) > 0.9
+
+
+def test_a_12_megapixel_photo_is_read_like_a_small_one(tmp_path, clean):
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[:3000, :4000] / 4000
+    photo = lit(draw(SEVEN, size=(4000, 3000), box=(0.4, 0.5, 0.3), pen=0.04, paper=210), 0.6 + 0.4 * ys)
+    photo += rng.normal(0, 4, size=(3000, 4000, 1))
+    path = save(photo, tmp_path / "photo.jpg", quality=90)
+    assert path.stat().st_size > 1_000_000
+    assert similarity(load_digit(path), clean) > 0.8
+
+
+def test_a_low_resolution_scan_enlarged_reads_like_a_sharp_drawing(tmp_path, clean):
+    rng = np.random.default_rng(1)
+    small = Image.fromarray(draw(SEVEN, size=(24, 24), box=(0.5, 0.5, 0.7), pen=0.3, paper=230).astype(np.uint8))
+    scan = np.asarray(small.resize((192, 192), Image.BILINEAR), np.float32) + rng.normal(0, 3, (192, 192, 1))
+    assert similarity(load_digit(save(scan, tmp_path / "scan.jpg", quality=80)), clean) > 0.85
+
+
+def test_a_photo_of_blank_paper_says_there_is_no_digit(tmp_path):
+    rng = np.random.default_rng(2)
+    ys, xs = np.mgrid[:600, :800] / 800
+    paper = np.full((600, 800, 3), 200.0) * (0.5 + 0.5 * xs)[..., None] + rng.normal(0, 5, (600, 800, 1))
+    with pytest.raises(NoDigitError, match="blank.jpg: no digit found"):
+        load_digit(save(paper, tmp_path / "blank.jpg", quality=85))
+
+
+def test_two_digits_side_by_side_ask_for_one_digit_per_image(tmp_path):
+    pair = np.minimum(draw(SEVEN, box=(0.25, 0.5, 0.4)), draw(FOUR, box=(0.75, 0.5, 0.4)))
+    with pytest.raises(SeveralMarksError, match="one digit per image is expected"):
+        load_digit(save(pair, tmp_path / "pair.png"))
+
+
+def test_a_digit_with_a_loose_stroke_is_one_digit(tmp_path):
+    """A four whose bar was written apart from its stems is still one digit, not two marks."""
+    sheet = Image.fromarray(draw([(0.65, 0.95), (0.65, 0.05)]).astype(np.uint8))
+    ImageDraw.Draw(sheet).line([(170, 245), (250, 110)], fill=(20, 20, 20), width=30)
+    assert load_digit(save(np.asarray(sheet, np.float32), tmp_path / "four.png")).max() == pytest.approx(1.0)
