@@ -3,7 +3,6 @@ marker, in a phone's photo or a small scan, and framed as MNIST frames its digit
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
