@@ -291,6 +291,33 @@ def score(ckpt: str, sets: dict[str, list[tuple[Path, int]]], work: Path) -> dic
     return rows
 
 
+def photo_seconds(folder: Path, rounds: int = 5) -> dict[str, float]:
+    """Seconds load_digit takes for a 12-megapixel phone photo (4000x3000) of a pen digit, as JPEG and
+    as HEIC: the median of `rounds`, each reading the file from disk."""
+    import pillow_heif
+
+    from mnist_lab.data import files
+    from mnist_lab.data.segment import load_digit
+
+    test_x, _ = files.load(files.dataset("MNIST"), None)["test"]
+    rng = np.random.default_rng(12)
+    small = Image.open(pen_photo(test_x[0].numpy(), rng, folder / "photo")).resize((4000, 3000), Image.BICUBIC)
+    noisy = np.asarray(small, np.float32) + rng.normal(0, 4, size=(3000, 4000, 1))
+    photo = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    photo.save(folder / "photo_12mp.jpg", quality=93)  # about 3 MB, as a phone saves it
+    pillow_heif.from_pillow(photo).save(folder / "photo_12mp.heic", quality=80)
+    seconds = {}
+    for path in (folder / "photo_12mp.jpg", folder / "photo_12mp.heic"):
+        load_digit(path)  # imports and first-call costs are not the photo's
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            load_digit(path)
+            times.append(time.perf_counter() - started)
+        seconds[f"{path.suffix[1:]} ({path.stat().st_size / 1e6:.1f} MB)"] = round(float(np.median(times)), 3)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="what ckpt_path= takes: a run folder, a .ckpt, latest")
@@ -305,6 +332,7 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         sets = build(folder / "sets", args.n, args.split)
         results = {spec: score(spec, sets, Path(tmp)) for spec in args.checkpoints}
+        photo = photo_seconds(Path(tmp))
     print("| set | n | " + " | ".join(f"{s}: predict | naive resize" for s in args.checkpoints) + " |")
     print("|---|---|" + "---|---|" * len(args.checkpoints))
     for name in sets:
@@ -321,7 +349,10 @@ def main() -> None:
         platform.processor(),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"split": args.split, "cpu": cpu, "results": results}, indent=2) + "\n")
+    for kind, seconds in photo.items():
+        print(f"a 12-megapixel photo, {kind}: prepared in {seconds:.3f} s (goal <= 1 s)")
+    summary = {"split": args.split, "cpu": cpu, "results": results, "photo_seconds": photo}
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out} ({cpu})")
     short = [(s, name) for s in results for name, row in results[s].items() if row["predict"] < args.goal]
     for s, name in short:

@@ -38,6 +38,15 @@ def drawn(strokes: list[tuple[int, int]], fmt: str = "PNG", mode: str = "L", siz
     return buffer.getvalue()
 
 
+def heic(strokes: list[tuple[int, int]]) -> bytes:
+    """The drawn digit as a HEIC file, a phone camera's default format."""
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(Image.open(io.BytesIO(drawn(strokes))).convert("RGB")).save(buffer, quality=90)
+    return buffer.getvalue()
+
+
 def blank(size: int = 100) -> bytes:
     """A white PNG: an image with no digit on it."""
     buffer = io.BytesIO()
@@ -106,6 +115,7 @@ def test_predict_answers_like_the_predict_command(server, cnn_run, tmp_path):
         "one.bmp": drawn(ONE, "BMP"),
         "one.gif": drawn(ONE, "GIF"),
         "one.webp": drawn(ONE, "WEBP"),
+        "seven.heic": heic(SEVEN),
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -128,7 +138,7 @@ def test_predict_answers_like_the_predict_command(server, cnn_run, tmp_path):
         for digit, probability in reference["top3"]:
             assert got["probabilities"][digit] == pytest.approx(probability, abs=2e-5), name
         assert np.allclose(got["input"], load_digit(tmp_path / name), atol=6e-4)  # the 28x28 the model saw
-    assert [r["prediction"] for r in expected] == [7, 7, 7, 1, 1, 1]
+    assert [r["prediction"] for r in expected] == [7, 7, 7, 1, 1, 1, 7]
 
 
 BAD_REQUESTS = {
@@ -326,10 +336,14 @@ def test_a_digit_drawn_in_a_real_browser_is_read_as_soon_as_the_pen_lifts(server
             (tmp_path / "one.png").write_bytes(drawn(ONE))
             page.set_input_files("#file", str(tmp_path / "one.png"))
             sync_api.expect(page.locator("#prediction")).to_have_text("1", timeout=10_000)
+            assert ".heic" in page.get_attribute("#file", "accept")  # a phone's photos are offered in the picker
+            (tmp_path / "seven.heic").write_bytes(heic(SEVEN))  # sent even though Chromium cannot draw it
+            page.set_input_files("#file", str(tmp_path / "seven.heic"))
+            sync_api.expect(page.locator("#prediction")).to_have_text("7", timeout=10_000)
         finally:
             browser.close()
     assert not problems
     assert requests and all(
         urlsplit(url).hostname == "127.0.0.1" or urlsplit(url).scheme in ("data", "blob") for url in requests
     ), requests
-    assert sum(url.endswith("/predict") for url in requests) >= 2
+    assert sum(url.endswith("/predict") for url in requests) >= 3
