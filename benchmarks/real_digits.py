@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -246,8 +247,9 @@ def naive(image: Path) -> np.ndarray:
     return 1 - pixels if np.median(border) > 0.5 else pixels
 
 
-def predict_command(ckpt: str, images: list[Path], out: Path) -> dict[str, int | None]:
-    """{image: digit} from `python -m mnist_lab.predict`; an image it refuses reads as None."""
+def predict_command(ckpt: str, images: list[Path], out: Path, checkout: Path | None = None) -> dict[str, int | None]:
+    """{image: digit} from `python -m mnist_lab.predict` (of another `checkout` when given); an image it
+    refuses reads as None."""
     listed = "[" + ",".join(str(p) for p in images) + "]"
     command = [
         sys.executable,
@@ -257,7 +259,9 @@ def predict_command(ckpt: str, images: list[Path], out: Path) -> dict[str, int |
         f"images={listed}",
         f"hydra.run.dir={out}",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    env = {**os.environ, "PYTHONPATH": str(checkout.resolve())} if checkout else None
+    # From inside the checkout: `python -m` puts the working folder first on the import path.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env, cwd=checkout)
     if not (out / "predictions.json").exists():
         raise SystemExit(f"predict failed:\n{done.stderr[-2000:]}")
     answers = json.loads((out / "predictions.json").read_text())["predictions"]
@@ -265,8 +269,11 @@ def predict_command(ckpt: str, images: list[Path], out: Path) -> dict[str, int |
     return {str(p): found.get(str(p)) for p in images}
 
 
-def score(ckpt: str, sets: dict[str, list[tuple[Path, int]]], work: Path) -> dict[str, dict[str, float]]:
-    """Each set's accuracy through the predict command and through the naive resize."""
+def score(
+    ckpt: str, sets: dict[str, list[tuple[Path, int]]], work: Path, baseline: Path | None = None
+) -> dict[str, dict[str, float]]:
+    """Each set's accuracy through the predict command, through the naive resize and, with `baseline`,
+    through that checkout's predict command."""
     import torch
 
     from mnist_lab.checkpoints.inference import probabilities
@@ -281,8 +288,13 @@ def score(ckpt: str, sets: dict[str, list[tuple[Path, int]]], work: Path) -> dic
         pixels = torch.from_numpy(np.stack([naive(p) for p, _ in items])).unsqueeze(1)
         resized = probabilities(model, pixels).argmax(1).tolist()
         labels = [label for _, label in items]
+        if baseline:
+            before = predict_command(
+                ckpt, [p for p, _ in items], work / f"baseline_{abs(hash((ckpt, name)))}", baseline
+            )
         rows[name] = {
             "n": len(items),
+            **({"baseline": sum(before[str(p)] == label for p, label in items) / len(items)} if baseline else {}),
             "predict": sum(read[str(p)] == label for p, label in items) / len(items),
             "naive resize": sum(r == label for r, label in zip(resized, labels)) / len(items),
             "refused": sum(read[str(p)] is None for p, _ in items),
@@ -324,21 +336,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="images per drawn set (printed: 10 per font)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="report")
     parser.add_argument("--keep", type=Path, help="write the sets here and keep them, to look at")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose predict command to score beside")
     parser.add_argument("--goal", type=float, default=0.97, help="the accuracy every set must reach")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_digits.json")
     args = parser.parse_args()
+    args.checkpoints = [str(Path(c).resolve()) if Path(c).exists() else c for c in args.checkpoints]
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         sets = build(folder / "sets", args.n, args.split)
-        results = {spec: score(spec, sets, Path(tmp)) for spec in args.checkpoints}
+        results = {spec: score(spec, sets, Path(tmp), args.baseline) for spec in args.checkpoints}
         photo = photo_seconds(Path(tmp))
-    print("| set | n | " + " | ".join(f"{s}: predict | naive resize" for s in args.checkpoints) + " |")
-    print("|---|---|" + "---|---|" * len(args.checkpoints))
+    columns = ["predict", "naive resize", *(["baseline"] if args.baseline else [])]
+    print("| set | n | " + " | ".join(f"{s}: {c}" for s in args.checkpoints for c in columns) + " |")
+    print("|---|---|" + "---|" * len(columns) * len(args.checkpoints))
     for name in sets:
-        cells = " | ".join(
-            f"{results[s][name]['predict']:.3f} | {results[s][name]['naive resize']:.3f}" for s in args.checkpoints
-        )
+        cells = " | ".join(f"{results[s][name][c]:.3f}" for s in args.checkpoints for c in columns)
         print(f"| {name} | {len(sets[name])} | {cells} |")
     cpu = next(
         (
