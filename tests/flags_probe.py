@@ -73,39 +73,3 @@ class Recorder(L.Callback):
         self.record["precision"] = trainer.precision
         self.record["global_step"] = trainer.global_step
         self.path.write_text(json.dumps(self.record))
-
-
-class StepProbe(L.Callback):
-    """Writes `path`: the global step each backward and optimizer-step hook saw. It hooks no
-    per-batch event, so it leaves stacked steps (mnist_lab.training.stacked) on."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.steps: dict[str, list[int]] = {"before_backward": [], "after_backward": [], "before_optimizer_step": []}
-
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        self.steps["before_backward"].append(trainer.global_step)
-
-    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.steps["after_backward"].append(trainer.global_step)
-
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        self.steps["before_optimizer_step"].append(trainer.global_step)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.path.write_text(json.dumps(self.steps))
-
-
-class OptimizerStepProbe(L.Callback):
-    """Writes `path`: the global step each optimizer-step hook saw. It hooks neither backward nor any
-    per-batch event, so stacked steps call `loss.backward()` directly."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.steps: dict[str, list[int]] = {"before_optimizer_step": []}
-
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        self.steps["before_optimizer_step"].append(trainer.global_step)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.path.write_text(json.dumps(self.steps))

@@ -18,13 +18,6 @@ class Pace(L.Callback):
         time.sleep(self.seconds)
 
 
-class StackSafePace(Pace):
-    """Pace that declares it does not care how many mini-batches a step holds, so that it may slow
-    a run on stacked steps (mnist_lab.training.stacked)."""
-
-    stack_safe = True
-
-
 class SlowStep(L.Callback):
     """Every training step after the first creates `marker`, then sleeps a minute."""
 
