@@ -27,7 +27,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from mnist_lab.cli.command import config_dir, register
+from mnist_lab.cli.command import config_dir
+from mnist_lab.registry import register
 from mnist_lab.train import train
 
 # What every entry point does first: the configs' resolvers and the SLURM launcher, known to Hydra.

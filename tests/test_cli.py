@@ -81,7 +81,8 @@ def test_every_commands_help_answers_without_torch(tmp_path, module):
 HYDRAS_HELP = """
 import sys
 import hydra
-from mnist_lab.cli.command import config_dir, register
+from mnist_lab.cli.command import config_dir
+from mnist_lab.registry import register
 register()
 sys.argv = ["prog", "--help", *sys.argv[2:]]
 hydra.main(version_base="1.3", config_path=config_dir(), config_name=sys.argv_name)(lambda cfg: None)()

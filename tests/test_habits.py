@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -141,7 +142,7 @@ def test_runs_log_no_weights_only_warning_and_csv_logs_beside_tensorboard(tmp_pa
     header = rows[0].split(",")
     assert {"epoch", "step", "train/acc", "val/acc", "test/acc", "val/acc_best"} <= set(header)
     assert list(tmp_path.glob("events.out.tfevents.*"))
-    assert "optimizer/lr: 0.001" in (tmp_path / "csv" / "hparams.yaml").read_text()
+    assert OmegaConf.load(tmp_path / "csv" / "hparams.yaml").optimizer.lr == 0.001
 
 
 def test_mlflow_keeps_every_run_in_a_local_sqlite_store(tmp_path):

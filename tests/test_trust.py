@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from mnist_lab.checkpoints.load import CheckpointError, load_checkpoint
 from mnist_lab.checkpoints.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
 from mnist_lab.cli.command import config_dir
-from mnist_lab.models.classifier import Classifier
 
 from conftest import QUIET, one_error_line, run_cli
 
@@ -99,14 +98,18 @@ def test_a_checkpoint_naming_other_code_is_refused_before_anything_runs(trained,
 
 
 @pytest.mark.parametrize("key", ["net", "optimizer"])
-def test_the_python_loaders_refuse_it_too(trained, tmp_path, key):
+def test_the_python_loader_refuses_it_too(trained, tmp_path, key):
     victim = tmp_path / "created_by_the_checkpoint"
     run = copy_run(trained, tmp_path, lambda c: c["hyper_parameters"].__setitem__(key, planted(victim)))
     with pytest.raises(TrustError, match=rf"{key}\._target_ names {MAKEDIRS}.*trust=\[{MAKEDIRS}\]"):
         load_checkpoint(run)
-    with pytest.raises(TrustError, match=rf"{key}\._target_ names {MAKEDIRS}"):
-        Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     assert not victim.exists()
+
+
+def test_a_checkpoint_naming_an_instantiator_is_refused(trained, tmp_path):
+    run = copy_run(trained, tmp_path, lambda c: c["hyper_parameters"].__setitem__("_instantiator", "os.makedirs"))
+    with pytest.raises(TrustError, match="names an instantiator"):
+        load_checkpoint(run)
 
 
 SNEAKED = {  # nets whose building would create the folder `victim`, each hiding the call otherwise
@@ -184,8 +187,6 @@ def test_trust_lets_a_users_own_network_load(trained, tmp_path):
     for trust in (["user_nets.MySoftmax"], ["user_nets."]):
         model = load_checkpoint(run, trust=trust).model
         assert type(model.net).__name__ == "MySoftmax" and torch.equal(model(x), original(x))
-    model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", trust=["user_nets."])
-    assert type(model.net).__name__ == "MySoftmax"
 
     refused = command("predict", run, cwd=tmp_path, env=USER_CODE)
     assert "trust=[user_nets.MySoftmax]" in one_error_line(refused)
