@@ -20,7 +20,7 @@ from mnist_lab.models.nets import CNN, MLP, SoftmaxRegression
 from mnist_lab.train import instantiate_all
 from mnist_lab.training.checks import check_config, check_devices
 
-from conftest import run_process
+from helpers import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_lab.data.datamodule import MNISTDataModule
 
-from conftest import QUIET, one_error_line, run_cli, run_process
+from helpers import QUIET, one_error_line, run_cli, run_process
 
 SMALL = ["trainer.accelerator=cpu", "model=softmax", *QUIET]
 

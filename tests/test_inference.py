@@ -19,8 +19,8 @@ from mnist_lab.export import export
 from mnist_lab.models.classifier import Classifier
 from mnist_lab.predict import predict
 
-from conftest import QUIET as QUIET_CLI
-from conftest import compose_config, error_lines, one_error_line, run_cli
+from helpers import QUIET as QUIET_CLI
+from helpers import compose_config, error_lines, one_error_line, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,13 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lab.cli.run_dir import RESOLVER
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import DataCorruptError
+from mnist_lab.registry import NEW_DIR as RESOLVER
 
-from conftest import QUIET, one_error_line, run_cli, run_process
+from helpers import QUIET, one_error_line, run_cli, run_process
+
+pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
 TESTS = Path(__file__).resolve().parent
 HOOKED = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # for hooked_run

@@ -14,7 +14,9 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest, read_sweep
 
-from conftest import QUIET, compose_config, error_lines, free_port, one_error_line, run_cli, run_process
+from helpers import QUIET, compose_config, error_lines, free_port, one_error_line, run_cli, run_process
+
+pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
 TESTS = Path(__file__).parent
 

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.models.classifier import Classifier
 
-from conftest import fit, free_port, run_cli
+from helpers import fit, free_port, run_cli
 
 METRIC_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs_run", "stop_reason", "best_ckpt", "train_seconds"}
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}

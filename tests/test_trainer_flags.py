@@ -14,7 +14,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUIET, run_cli
+from helpers import QUIET, run_cli
 
 TESTS = Path(__file__).parent
 SMALL = [

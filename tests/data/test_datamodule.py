@@ -19,7 +19,7 @@ from mnist_lab.data.datamodule import IndexBatches, MNISTDataModule, TensorBatch
 from mnist_lab.data.files import PACKAGED
 from mnist_lab.errors import DataNotFoundError
 
-from conftest import QUIET, run_cli
+from helpers import QUIET, run_cli
 
 FASHION_GZ = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 NO_DATA_DIR = {"MNIST_LAB_DATA_DIR": ""}  # what a fresh machine has

@@ -27,9 +27,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUIET
+from helpers import QUIET
 
-TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.long  # run first (tests/conftest.py)
+
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where the user's modules are
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # probes
 
 

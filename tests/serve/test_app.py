@@ -22,7 +22,9 @@ from PIL import Image, ImageDraw
 
 from mnist_lab.data.images import load_digit
 
-from conftest import Server, compose_config, run_cli, run_process, start_server, stop
+from helpers import Server, compose_config, run_cli, run_process, start_server, stop
+
+pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
 LIMITS = compose_config("serve")  # the shipped limits: the server under test runs with them
 SEVEN = [(38, 32), (104, 30), (66, 116)]

@@ -8,7 +8,7 @@ import pytest
 
 from mnist_lab.training import hardware
 
-from conftest import QUIET, run_cli
+from helpers import QUIET, run_cli
 
 
 @pytest.mark.parametrize(("loads", "check"), [(False, "0"), (True, "1")])

@@ -7,7 +7,7 @@ import pytest
 
 from mnist_lab.training.callbacks import tutorial_line
 
-from conftest import fit
+from helpers import fit
 
 
 def test_tutorial_line_has_the_tutorials_format():
