@@ -50,7 +50,8 @@ def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, ep
 def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, cfg: DictConfig) -> int:
     """`trainer.fit`, continuing from `cfg.ckpt_path` if set; the epochs run. A fit over several processes
     goes through mnist_lab.training.processes, where what only it needs is done."""
-    if trainer.world_size > 1:
+    # The processes the trainer is set up for (on SLURM, world_size is what SLURM started, which may differ).
+    if trainer.num_nodes * trainer.num_devices > 1:
         from mnist_lab.training.processes import fit_across
 
         return fit_across(trainer, model, datamodule, cfg)

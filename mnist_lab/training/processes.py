@@ -1,5 +1,5 @@
 """A fit over several processes (DDP, ddp_spawn, SLURM tasks, several nodes), in one place: what only
-such a fit needs runs here, and train() comes here only when the trainer has more than one process."""
+such a fit needs runs here, and train() comes here only when the trainer is set up for more than one."""
 
 from __future__ import annotations
 
