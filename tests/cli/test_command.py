@@ -42,7 +42,7 @@ def test_hydras_flags_are_told_apart_from_overrides():
 def test_importing_mnist_lab_registers_nothing():
     code = (
         "import mnist_lab.train, mnist_lab.predict, mnist_lab.evaluate, mnist_lab.export, mnist_lab.report;"
-        "import mnist_lab.serve.__main__, mnist_lab.cli.command, mnist_lab.training.hardware;"
+        "import mnist_lab.serve.__main__, mnist_lab.cli.command, mnist_lab.training.hardware, mnist_lab.registry;"
         "from omegaconf import OmegaConf;"
         "from hydra.core.plugins import Plugins;"
         "names = ['mnist_lab.new_dir', 'mnist_lab.fast_precision', 'mnist_lab.slurm_gpus'];"
