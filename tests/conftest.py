@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from omegaconf import DictConfig
 
-from helpers import compose_train, shared_run
+from helpers import Child, compose_train, shared_run
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,6 +51,21 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
         "trainer.limit_train_batches=100",
         "trainer.limit_val_batches=1",
     )
+
+
+@pytest.fixture
+def children() -> Iterator[Callable[..., Child]]:
+    """Start `Child` processes; whatever happens in the test, none outlives it."""
+    started: list[Child] = []
+
+    def start(*args: str, **kwargs) -> Child:
+        child = Child(list(args), **kwargs)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.kill()
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from omegaconf import DictConfig
 from mnist_lab.cli.command import config_dir
 from mnist_lab.train import train
 
+TESTS = Path(__file__).resolve().parent  # tests/: user modules and callbacks that runs name by import path
 # Quiet, fast runs: no progress bar, no model summary.
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -218,3 +221,60 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, *overrides: 
         if not (run_dir / "metrics.json").is_file():
             fit(run_dir, *overrides)
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
+class Child:
+    """A `python -m <module>` process in its own process group, its output read line by line."""
+
+    def __init__(
+        self, args: list[str], module: str = "mnist_lab", env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 120) -> None:
+        """Wait until a line holding `text` was printed; fail if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self._reader.is_alive(), f"ended before printing {text!r}:\n{self.output[-3000:]}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output[-3000:]}"
+            time.sleep(0.02)
+
+    def wait(self, timeout: float = 120) -> int:
+        """The exit code, once the process has ended and all its output is read."""
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (DDP workers and data loaders included)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 120, alive: Child | None = None) -> None:
+    """Wait until `condition()` holds; fail after `timeout` s, or once `alive` has exited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert alive is None or alive.proc.poll() is None, f"exited early:\n{alive.output[-3000:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,11 +19,10 @@ from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import DataCorruptError
 from mnist_lab.registry import NEW_DIR as RESOLVER
 
-from helpers import QUIET, one_error_line, run_cli, run_process
+from helpers import QUIET, TESTS, one_error_line, run_cli, run_process, wait_for
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
-TESTS = Path(__file__).resolve().parent
 HOOKED = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # for hooked_run
 
 # A CNN (so dropout draws random numbers) on 2 batches per epoch, quick to validate. One thread:
@@ -54,77 +50,6 @@ TINY = [
 ]
 
 
-class Child:
-    """A `python -m <module>` process in its own process group, its output read line by line."""
-
-    def __init__(
-        self, args: list[str], module: str = "mnist_lab", env: dict[str, str] | None = None, cwd: Path | None = None
-    ) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_line(self, text: str, timeout: float = 120) -> None:
-        """Wait until a line holding `text` was printed; fail if the process ends first."""
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert self._reader.is_alive(), f"ended before printing {text!r}:\n{self.output[-3000:]}"
-            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output[-3000:]}"
-            time.sleep(0.02)
-
-    def wait(self, timeout: float = 120) -> int:
-        """The exit code, once the process has ended and all its output is read."""
-        code = self.proc.wait(timeout)
-        self._reader.join(10)
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (DDP workers and data loaders included)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-
-@pytest.fixture
-def children():
-    """Start `Child` processes; whatever happens in the test, none outlives it."""
-    started: list[Child] = []
-
-    def start(*args: str, **kwargs) -> Child:
-        child = Child(list(args), **kwargs)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.kill()
-
-
-def wait_for(condition, timeout: float = 120, alive: Child | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert alive is None or alive.proc.poll() is None, f"exited early:\n{alive.output[-3000:]}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
 
@@ -134,7 +59,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-TESTS_ON_PATH = {"PYTHONPATH": str(Path(__file__).parent)}
+TESTS_ON_PATH = {"PYTHONPATH": str(TESTS)}
 
 
 @pytest.mark.parametrize(

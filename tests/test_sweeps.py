@@ -14,11 +14,9 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest, read_sweep
 
-from helpers import QUIET, compose_config, error_lines, free_port, one_error_line, run_cli, run_process
+from helpers import QUIET, TESTS, compose_config, error_lines, free_port, one_error_line, run_cli, run_process
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
-
-TESTS = Path(__file__).parent
 
 
 # A few thousand images per job: the sweep machinery is under test, not the models.

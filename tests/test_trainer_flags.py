@@ -14,9 +14,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import QUIET, run_cli
+from helpers import QUIET, TESTS, run_cli
 
-TESTS = Path(__file__).parent
 SMALL = [
     "trainer.accelerator=cpu",
     "model=softmax",

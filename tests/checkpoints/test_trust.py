@@ -17,9 +17,8 @@ from mnist_lab.checkpoints.load import CheckpointError, load_checkpoint
 from mnist_lab.checkpoints.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
 from mnist_lab.cli.command import config_dir
 
-from helpers import QUIET, one_error_line, run_cli
+from helpers import QUIET, TESTS, one_error_line, run_cli
 
-TESTS = Path(__file__).resolve().parents[1]  # tests/, where the user's modules are
 USER_CODE = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # user_nets
 TINY = [
     "model=softmax",

@@ -27,11 +27,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import QUIET
+from helpers import QUIET, TESTS
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
-TESTS = Path(__file__).resolve().parents[1]  # tests/, where the user's modules are
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # probes
 
 
