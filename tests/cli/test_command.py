@@ -10,6 +10,8 @@ import pytest
 
 from mnist_lab.cli.command_line import read_command_line
 
+from helpers import run_process
+
 COMMANDS = ["mnist_lab", "mnist_lab.predict", "mnist_lab.evaluate", "mnist_lab.export", "mnist_lab.serve"]
 
 
@@ -96,3 +98,8 @@ def test_help_is_the_page_hydra_renders_from_the_same_template(tmp_path, module,
     hydras = subprocess.run([sys.executable, "-c", script, "x", "seed=7"], capture_output=True, text=True)
     assert ours.returncode == hydras.returncode == 0, ours.stderr + hydras.stderr
     assert ours.stdout == hydras.stdout
+
+
+def test_hydra_full_error_shows_the_traceback_instead(tmp_path):
+    result = run_process("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr

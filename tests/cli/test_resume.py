@@ -18,3 +18,10 @@ def test_resume_latest_continues_the_newest_run(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
     assert len(list(tmp_path.glob("outputs/*/*/metrics.json"))) == 1  # the same folder, no new one
     assert "resume=latest found no training run" in one_error_line(run_cli("resume=latest", cwd=tmp_path / "outputs"))
+
+
+def test_resume_of_a_folder_that_is_not_a_run_says_so(tmp_path):
+    result = run_cli(f"resume={tmp_path}")
+    assert one_error_line(result) == (
+        f"resume={tmp_path}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run"
+    )
