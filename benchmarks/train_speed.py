@@ -156,11 +156,11 @@ def worker(args: argparse.Namespace) -> None:
 def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> dict:
     """One variant in a fresh process: median epoch seconds (scaled to 55k images) and peak RSS."""
     env = dict(os.environ)
+    checkout = args.against.resolve() if variant == "against" else CHECKOUT  # whose code and conf/ run
+    env["PYTHONPATH"] = os.pathsep.join([str(checkout), *filter(None, [env.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory() as run_dir:
         if variant in COMMANDS:
             cmd = lightning_command(model, args, images, run_dir)
-            checkout = CHECKOUT if variant == "lightning" else args.against.resolve()
-            env["PYTHONPATH"] = os.pathsep.join([str(checkout), *filter(None, [env.get("PYTHONPATH")])])
         else:
             cmd = [
                 sys.executable,
