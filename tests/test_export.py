@@ -46,7 +46,7 @@ def test_set() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_torchscript_export_gives_the_checkpoints_logits(cnn_run, test_set, tmp_path):
-    # ONNX goes through the real command in tests/test_habits.py.
+    # ONNX goes through the real command in test_onnx_export_is_one_file_that_runs_alone.
     run_dir, _ = cnn_run
     result = export(compose_config("export", f"ckpt_path={run_dir}", "format=torchscript"), tmp_path)
     assert result["max_abs_difference"] <= 1e-5
