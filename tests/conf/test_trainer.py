@@ -3,7 +3,7 @@ real `python -m mnist_lab` command.
 
 A training step is one mini-batch of `data.batch_size` images and one optimizer step, so step
 budgets, batch limits, clipping, accumulation and per-step callbacks mean what they mean in any
-Lightning project. Each run carries a recording callback (tests/flags_probe.py).
+Lightning project. Each run carries a recording callback (tests/probes.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SMALL = [
 def train(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
     """Run the real command with the recorder; return what it recorded and the run's metrics.json."""
     record = tmp_path / f"{name}.json"
-    recorder = f"+callbacks.recorder={{_target_:flags_probe.Recorder,path:{record}}}"
+    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
     result = run_cli(
         *SMALL, recorder, *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}
     )

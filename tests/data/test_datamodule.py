@@ -216,7 +216,7 @@ SMALL = [
 def train(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
     """Run the real command with the recorder; return what it recorded and the run's metrics.json."""
     record = tmp_path / f"{name}.json"
-    recorder = f"+callbacks.recorder={{_target_:flags_probe.Recorder,path:{record}}}"
+    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
     result = run_cli(
         *SMALL, recorder, *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}
     )

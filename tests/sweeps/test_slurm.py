@@ -65,7 +65,7 @@ two_nodes = pytest.mark.skipif(NO_TWO_NODES is not None, reason=NO_TWO_NODES or 
 START_CLUSTER = TESTS / "slurm" / "start_cluster.sh"
 
 # One CPU and no step faster than 40 ms: a signal sent after the first epoch lands mid-training.
-PACED = "+callbacks.pace={_target_:paced.Pace,seconds:0.04}"
+PACED = "+callbacks.pace={_target_:probes.Pace,seconds:0.04}"
 SHORT = ["trainer.limit_val_batches=5", "trainer.limit_test_batches=5", "logger=none"]
 
 
@@ -201,7 +201,7 @@ def test_two_job_sweep_runs_as_slurm_jobs_with_the_default_resources(tmp_path, s
 
 def test_ddp_trains_across_two_slurm_tasks_into_one_run_folder(tmp_path, slurm_sweep):
     sweep = tmp_path / "sweep"
-    probe = f"+callbacks.probe={{_target_:ddp_probe.Probe,folder:{tmp_path}}}"
+    probe = f"+callbacks.probe={{_target_:probes.Probe,folder:{tmp_path}}}"
     run = slurm_sweep(
         sweep,
         "trainer=ddp",
@@ -310,7 +310,7 @@ DDP_RUN = [
     "callbacks.accuracy_stop=null",
     "trainer.max_epochs=3",
     "trainer.limit_train_batches=30",
-    "+callbacks.pace={_target_:paced.Pace,seconds:0.1}",
+    "+callbacks.pace={_target_:probes.Pace,seconds:0.1}",
     *SHORT,
 ]
 ON_TWO_NODES = ["hydra.launcher.partition=two", "trainer.num_nodes=2", "trainer.devices=1"]

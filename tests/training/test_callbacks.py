@@ -106,7 +106,7 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
     epochs = int(next(a for a in args if a.startswith("trainer.max_epochs=")).split("=")[1])
     assert stopped["stop_reason"] == "interrupted" and 1 <= stopped["epochs_run"] < epochs
 
-    resumed = run_cli(f"resume={run}", "trust=[paced.]", env=TESTS_ON_PATH)
+    resumed = run_cli(f"resume={run}", "trust=[probes.]", env=TESTS_ON_PATH)
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", run))
     assert comparable(a) == comparable(b) and b["stop_reason"] == "max_epochs"
@@ -124,14 +124,14 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
 
 
 def test_a_second_ctrl_c_exits_at_once_when_the_first_would_take_long(tmp_path, children):
-    # Every step after the first takes a minute (tests/paced.py), so the first Ctrl-C, which
+    # Every step after the first takes a minute (tests/probes.py), so the first Ctrl-C, which
     # waits for the step to end, cannot stop the run for a minute; only the second can.
     run, marker = tmp_path / "run", tmp_path / "slow_step_started"
     child = children(
         *TINY,
         "trainer.max_epochs=5",
         "trainer.limit_train_batches=3",
-        "+callbacks.slow._target_=paced.SlowStep",
+        "+callbacks.slow._target_=probes.SlowStep",
         f"+callbacks.slow.marker={marker}",
         f"hydra.run.dir={run}",
         env=HOOKED,

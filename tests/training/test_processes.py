@@ -47,7 +47,7 @@ def job_metrics(sweep: Path, job: str) -> dict:
 
 def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tmp_path):
     run = tmp_path / "run"
-    probe = f"+callbacks.probe={{_target_:ddp_probe.Probe,folder:{tmp_path}}}"
+    probe = f"+callbacks.probe={{_target_:probes.Probe,folder:{tmp_path}}}"
     # Two processes of 50 images per step: the same 100 images per optimizer step as one process.
     result = run_process(
         "trainer=ddp",

@@ -1,6 +1,9 @@
-"""A callback for the Trainer-flag tests: records what Lightning's per-step hooks see, as JSON."""
+"""Callbacks that test runs name by import path (`+callbacks.x={_target_: probes.Recorder, ...}`, with
+tests/ on PYTHONPATH): what Lightning's per-step hooks see (the Trainer-flag tests), what each DDP
+process trained on, and steps slowed down so that a signal or a requeue lands where a test wants it."""
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -73,3 +76,45 @@ class Recorder(L.Callback):
         self.record["precision"] = trainer.precision
         self.record["global_step"] = trainer.global_step
         self.path.write_text(json.dumps(self.record))
+
+
+class Probe(L.Callback):
+    """Writes probe_rank<r>.json: a digest of the final weights and of the labels of every batch."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.labels: list[int] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self.labels += batch[1].flatten().tolist()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        weights = torch.cat([p.detach().flatten() for p in pl_module.parameters()])
+        record = {
+            "weights": weights.double().sum().item(),
+            "weights_abs": weights.double().abs().sum().item(),
+            "labels": self.labels,
+        }
+        (self.folder / f"probe_rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class Pace(L.Callback):
+    """Sleeps `seconds` after every training step."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        time.sleep(self.seconds)
+
+
+class SlowStep(L.Callback):
+    """Every training step after the first creates `marker`, then sleeps a minute."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = Path(marker)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if trainer.global_step > 0:
+            self.marker.write_text(str(trainer.global_step))
+            time.sleep(60.0)  # the test sends its second Ctrl-C long before
