@@ -1,2 +1,2 @@
-"""Around `trainer.fit`: callbacks, config checks, the machine's fast arithmetic, how a fit ended,
-and what the loggers get."""
+"""Around `trainer.fit`: callbacks, config checks, the machine's fast arithmetic, a fit over several
+processes (launch checks, how it ended), and what the loggers get."""
