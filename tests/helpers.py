@@ -81,6 +81,11 @@ def run_cli(
     For the tests whose subject is not the process itself (signals, kills and imports are)."""
     import lightning  # noqa: F401  first, so that what its import sets in os.environ stays set
     import torch
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+
+    # A run as a DDP rank sets the process's rank for Lightning's rank-zero-only calls (loggers among them).
+    ranks = [(f, f.rank) for f in {id(f): f for f in (rank_zero_only, utils_rank_zero_only)}.values()]
 
     saved_argv, saved_env, saved_cwd = sys.argv[:], dict(os.environ), os.getcwd()
     saved_threads, root = torch.get_num_threads(), logging.getLogger()
@@ -113,6 +118,8 @@ def run_cli(
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
         torch.set_num_threads(saved_threads)
+        for function, rank in ranks:
+            function.rank = rank
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
