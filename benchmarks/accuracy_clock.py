@@ -16,8 +16,6 @@ class AccuracyClock(L.Callback):
     official test set in fp32 and append [images seen, training seconds so far, test accuracy] to the
     list in `path`. Scoring and validation are outside the clock; the run makes no choice from the test set."""
 
-    stack_safe = True  # with steps=stacked it scores at the end of the first stack past each mark
-
     def __init__(self, path: str, every: int = 0) -> None:
         self.path = Path(path)
         self.every = every

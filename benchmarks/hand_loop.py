@@ -20,8 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from mnist_lab.cli.command import config_dir, register
+from mnist_lab.cli.command import config_dir
 from mnist_lab.data import files
+from mnist_lab.registry import register
 
 VAL_SIZE = 5000  # the first training images, as MNISTDataModule splits them
 
@@ -87,9 +88,11 @@ def train(
     steps = epochs * batches
     scheduler = None
     if cfg.model.get("scheduler") is not None:
-        partial = instantiate(cfg.model.scheduler)
-        spans_run = "total_steps" in inspect.signature(partial.func).parameters
-        scheduler = partial(optimizer=optimizer, total_steps=steps) if spans_run else partial(optimizer=optimizer)
+        settings = {k: v for k, v in cfg.model.scheduler.items() if k != "interval"}  # Lightning's key
+        partial = instantiate(settings)
+        spans_run = cfg.model.scheduler.get("interval") == "step"
+        takes_steps = "total_steps" in inspect.signature(partial.func).parameters
+        scheduler = partial(optimizer=optimizer, **({"total_steps": steps} if takes_steps else {}))
     augment = instantiate(cfg.data.augment) if cfg.data.get("augment") is not None else None
     smoothing = cfg.model.get("label_smoothing", 0.0)
     mean, std = (x.mean().item(), x.std().item()) if cfg.data.get("normalize") else (0.0, 1.0)

@@ -2,12 +2,13 @@
 
     python benchmarks/train_speed.py                      # CPU, all three models
     python benchmarks/train_speed.py --device cuda --epochs 6
+    python benchmarks/train_speed.py --against ../other-checkout   # this checkout's command beside another's
 
 (a) `lightning`: mnist_lab's real command (`python -m mnist_lab ...`), default callbacks, logger and
     progress bar, read back from the run's metrics.json (`epoch_seconds`: training, no validation):
     Lightning's ordinary loop, one mini-batch per step, as a default run trains.
-(s) `stacked`: the same command with the opt-in `steps=stacked` (mnist_lab/training/stacked.py): 20
-    mini-batches per Lightning step, the same optimizer steps.
+(m) `against` (with `--against DIR`): the same command run from the checkout in DIR (its code and its
+    conf/), interleaved with (a), for a side-by-side comparison of two versions of mnist_lab.
 (b) `loop`: a plain PyTorch loop, same network, optimizer and batch size, data held as tensors, in a
     process that never imports Lightning.
 (c) `torchvision`: the same loop fed by torchvision MNIST + ToTensor + DataLoader.
@@ -35,8 +36,10 @@ from pathlib import Path
 from mnist_lab.training.hardware import cpu_model
 
 TRAIN_IMAGES = 55_000
-VARIANTS = ("lightning", "stacked", "loop", "torchvision")  # (a), (s), (b), (c)
-RATIOS = {"a/b": ("lightning", "loop"), "s/b": ("stacked", "loop"), "c/a": ("torchvision", "lightning")}
+CHECKOUT = Path(__file__).resolve().parent.parent
+COMMANDS = ("lightning", "against")  # (a), (m): the real command, from this checkout or another
+LOOPS = ("loop", "torchvision")  # (b), (c)
+RATIOS = {"a/b": ("lightning", "loop"), "a/m": ("lightning", "against"), "c/a": ("torchvision", "lightning")}
 MNIST_TRAIN = 60_000  # the training file's images: validation split + training split
 
 
@@ -53,7 +56,7 @@ def extracted_mnist(folder: str) -> str:
     return folder
 
 
-def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str, stacked: bool) -> list[str]:
+def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir: str) -> list[str]:
     """(a) The user's command; its run folder's metrics.json holds each epoch's training seconds."""
     cmd = [
         sys.executable,
@@ -69,8 +72,6 @@ def lightning_command(model: str, args: argparse.Namespace, images: int, run_dir
     ]
     if images < TRAIN_IMAGES:  # a smaller training split, validated on one batch
         cmd += [f"data.val_size={MNIST_TRAIN - images}", "trainer.limit_val_batches=1"]
-    if stacked:
-        cmd.append("steps=stacked")
     if args.threads:
         cmd.append(f"threads={args.threads}")
     return cmd
@@ -154,9 +155,12 @@ def worker(args: argparse.Namespace) -> None:
 
 def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> dict:
     """One variant in a fresh process: median epoch seconds (scaled to 55k images) and peak RSS."""
+    env = dict(os.environ)
+    checkout = args.against.resolve() if variant == "against" else CHECKOUT  # whose code and conf/ run
+    env["PYTHONPATH"] = os.pathsep.join([str(checkout), *filter(None, [env.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory() as run_dir:
-        if variant in ("lightning", "stacked"):
-            cmd = lightning_command(model, args, images, run_dir, stacked=variant == "stacked")
+        if variant in COMMANDS:
+            cmd = lightning_command(model, args, images, run_dir)
         else:
             cmd = [
                 sys.executable,
@@ -175,14 +179,13 @@ def measure(variant: str, model: str, args: argparse.Namespace, images: int) -> 
                 str(args.batch_size),
                 *(["--threads", str(args.threads)] if args.threads else []),
             ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
             raise SystemExit(f"{variant} {model} failed: {' '.join(cmd)}")
-        if variant in ("lightning", "stacked"):
+        if variant in COMMANDS:
             result = {"epoch_seconds": json.loads((Path(run_dir) / "metrics.json").read_text())["epoch_seconds"]}
-            result["stacked"] = "mini-batches per Lightning step" in (Path(run_dir) / "train.log").read_text()
         else:
             result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
@@ -210,8 +213,9 @@ def main() -> None:
         default=None,
         help="train the CNN on this many images (default: 11,000 on CPU, all on CUDA)",
     )
+    parser.add_argument("--against", type=Path, default=None, help="a checkout to run (m), the same command, from")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/)")
-    parser.add_argument("--worker", choices=VARIANTS[2:], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=LOOPS, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--images", type=int, default=TRAIN_IMAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -219,14 +223,16 @@ def main() -> None:
         return worker(args)
 
     cnn_images = args.cnn_images or (11_000 if args.device == "cpu" else TRAIN_IMAGES)
+    variants = ("lightning", *(["against"] if args.against else []), *LOOPS)
+    ratios = {name: pair for name, pair in RATIOS.items() if set(pair) <= set(variants)}
     rows = {}
     for model in args.models:
         images = cnn_images if model == "cnn" else TRAIN_IMAGES
-        rounds = [{v: measure(v, model, args, images) for v in VARIANTS} for _ in range(args.rounds)]
-        rows[model] = {v: median_run([r[v] for r in rounds]) for v in VARIANTS}
+        rounds = [{v: measure(v, model, args, images) for v in variants} for _ in range(args.rounds)]
+        rows[model] = {v: median_run([r[v] for r in rounds]) for v in variants}
         rows[model]["images_per_epoch"] = images
-        rows[model]["rounds"] = [{v: r[v]["seconds_per_epoch"] for v in VARIANTS} for r in rounds]
-        for name, (top, bottom) in RATIOS.items():
+        rows[model]["rounds"] = [{v: r[v]["seconds_per_epoch"] for v in variants} for r in rounds]
+        for name, (top, bottom) in ratios.items():
             per_round = [r[top]["seconds_per_epoch"] / r[bottom]["seconds_per_epoch"] for r in rounds]
             best = {v: min(r[v]["seconds_per_epoch"] for r in rounds) for v in (top, bottom)}
             rows[model][name] = {
@@ -258,20 +264,22 @@ def main() -> None:
         f"seconds per epoch of 55,000 images, batch {args.batch_size}, {args.device} "
         f"({cpu_model()}, {os.cpu_count()} cores, {args.threads or 'default'} threads), median of {args.rounds} rounds"
     )
-    print(
-        "| model | (a) mnist_lab, default | (s) steps=stacked | (b) hand loop | (c) torchvision "
-        "| a/b | s/b | c/a | peak RSS a/b/c (MB) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    if args.against:
+        print(f"(m) runs the same command from {args.against.resolve()}")
+    titles = {"lightning": "(a) mnist_lab, default", "against": "(m) the other checkout"}
+    titles.update({"loop": "(b) hand loop", "torchvision": "(c) torchvision"})
+    rss_of = [v for v in variants if v != "against"]
+    header = [*(titles[v] for v in variants), *ratios, f"peak RSS {'/'.join(rss_of)} (MB)"]
+    print(f"| model | {' | '.join(header)} |")
+    print("|---" * (len(variants) + len(ratios) + 2) + "|")
     for model, r in rows.items():
-        a, s, b, c = (r[v]["seconds_per_epoch"] for v in VARIANTS)
-        rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in ("lightning", "loop", "torchvision"))
+        seconds = " | ".join(f"{r[v]['seconds_per_epoch']:.3f}" for v in variants)
+        rss = "/".join(f"{r[v]['peak_rss_mb']:.0f}" for v in rss_of)
         note = f" ({r['images_per_epoch']:,} images, scaled)" if r["images_per_epoch"] < TRAIN_IMAGES else ""
-        stacked = "" if r["stacked"]["stacked"] and not r["lightning"]["stacked"] else " (wrong path!)"
-        ratios = " | ".join(f"{r[name]['median']:.2f}" for name in RATIOS)
-        print(f"| {model}{note} | {a:.3f} | {s:.3f}{stacked} | {b:.3f} | {c:.3f} | {ratios} | {rss} |")
+        shown = " | ".join(f"{r[name]['median']:.2f}" for name in ratios)
+        print(f"| {model}{note} | {seconds} | {shown} | {rss} |")
     for model, r in rows.items():
-        for name, (top, bottom) in RATIOS.items():
+        for name, (top, bottom) in ratios.items():
             by_round = ", ".join(f"{x[top] / x[bottom]:.2f}" for x in r["rounds"])
             print(f"{model} {name} by round: {by_round}; fastest rounds: {r[name]['fastest']:.2f}")
     print(f"whole command, 1-epoch softmax run with start-up and test: {command_seconds:.1f} s")
@@ -286,6 +294,7 @@ def main() -> None:
                 "rounds": args.rounds,
                 "threads": args.threads,
                 "cpu": cpu_model(),
+                "against": str(args.against.resolve()) if args.against else None,
                 "models": rows,
                 "command_seconds_softmax_1_epoch": command_seconds,
             },

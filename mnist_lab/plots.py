@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files, not windows; predict switches backend itself for show=true
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # figures without pyplot: no backend is chosen or switched
 
 
 def digit_grid(images: np.ndarray, titles: Sequence[str], wrong: Sequence[bool], columns: int = 5) -> Figure:
     """Images (N, 28, 28) in a grid, each titled; wrong ones titled in red with a red frame."""
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    fig = Figure(figsize=(1.6 * columns, 1.9 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title, bad in zip(axes.flat, images, titles, wrong):
@@ -35,7 +32,8 @@ def digit_grid(images: np.ndarray, titles: Sequence[str], wrong: Sequence[bool],
 
 def confusion_matrix(matrix: np.ndarray) -> Figure:
     """A 10x10 confusion matrix (rows: true label, columns: prediction) with counts in the cells."""
-    fig, ax = plt.subplots(figsize=(6, 5.4))
+    fig = Figure(figsize=(6, 5.4))
+    ax = fig.subplots()
     ax.imshow(np.log1p(matrix), cmap="Blues")
     for (row, col), count in np.ndenumerate(matrix):
         ax.text(col, row, str(count), ha="center", va="center", fontsize=7, color="white" if row == col else "black")
@@ -49,7 +47,6 @@ def confusion_matrix(matrix: np.ndarray) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG and free it."""
+    """Write a figure as PNG."""
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

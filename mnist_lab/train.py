@@ -47,6 +47,18 @@ def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, ep
     }
 
 
+def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, cfg: DictConfig) -> int:
+    """`trainer.fit`, continuing from `cfg.ckpt_path` if set; the epochs run. A fit over several processes
+    goes through mnist_lab.training.processes, where what only it needs is done."""
+    # The processes the trainer is set up for (on SLURM, world_size is what SLURM started, which may differ).
+    if trainer.num_nodes * trainer.num_devices > 1:
+        from mnist_lab.training.processes import fit_across
+
+        return fit_across(trainer, model, datamodule, cfg)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    return trainer.current_epoch
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test its best checkpoint, and write `metrics.json` in the run folder."""
     check_config(cfg)
@@ -59,14 +71,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from mnist_lab.errors import Interrupted, NonFiniteLossError
     from mnist_lab.training.checks import check_devices
     from mnist_lab.training.hardware import skip_nvml_where_missing
-    from mnist_lab.training.outcome import (
-        check_launch,
-        check_nodes,
-        ddp_failure,
-        log_rank,
-        recover_spawned_state,
-        stop_reason,
-    )
+    from mnist_lab.training.outcome import stop_reason
     from mnist_lab.training.tracking import log_results
 
     check_devices(cfg)
@@ -75,6 +80,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+
+    # Build
     output_dir = Path(cfg.paths.output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
@@ -84,15 +91,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    check_launch(trainer, cfg.trainer.get("strategy", "auto"))
-    check_nodes(trainer)
-    log_rank(trainer)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    # Fit
     start = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        epochs = fit(trainer, model, datamodule, cfg)
     except (Interrupted, NonFiniteLossError) as stop:
         reason = "interrupted" if isinstance(stop, Interrupted) else "non_finite_loss"
         metrics = run_metrics(trainer, model, time.perf_counter() - start, trainer.current_epoch, reason)
@@ -100,16 +105,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             write_json_atomic(output_dir / "metrics.json", metrics)
         raise
-    except RuntimeError as err:  # a process of a DDP run that never joined, or was lost
-        failure = ddp_failure(trainer, err, output_dir, OmegaConf.select(cfg, "trainer.strategy.timeout.seconds"))
-        if failure is None:
-            raise
-        raise failure from err
-    seconds, epochs = time.perf_counter() - start, recover_spawned_state(trainer)
-    metrics = run_metrics(trainer, model, seconds, epochs, stop_reason(trainer, epochs))
+    metrics = run_metrics(trainer, model, time.perf_counter() - start, epochs, stop_reason(trainer, epochs))
+
+    # Test
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=metrics["best_ckpt"], verbose=False, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+
+    # Record
     if trainer.is_global_zero:  # one metrics.json per run, however many processes trained it
         write_json_atomic(output_dir / "metrics.json", metrics)
         log_results(loggers, cfg, {**metrics, "global_step": trainer.global_step})

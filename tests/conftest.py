@@ -1,216 +1,23 @@
-"""Shared fixtures: composed configs, real runs on the MNIST copy packaged with mnist_lab."""
+"""Shared fixtures (real runs on the MNIST copy packaged with mnist_lab, composed configs) and the
+suite's hooks; the helpers the tests import are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import io
-import json
-import logging
 import os
-import re
-import runpy
-import signal
-import socket
-import subprocess
-import sys
-import time
-import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from mnist_lab.cli.command import config_dir, register
-from mnist_lab.train import train
-
-# What every entry point does first: the configs' resolvers and the SLURM launcher, known to Hydra.
-register()
-
-# Quiet, fast runs: no progress bar, no model summary.
-QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
-
-
-def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
-    """The train config as `python -m mnist_lab` would compose it, writing into `output_dir`."""
-    return compose_config("train", f"paths.output_dir={output_dir}", *QUIET, *overrides)
-
-
-def compose_config(name: str, *overrides: str, return_hydra: bool = False) -> DictConfig:
-    """One of the entry points' configs (train, predict, evaluate, export) with overrides."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(name, overrides=list(overrides), return_hydra_config=return_hydra)
-
-
-def fit(output_dir: Path, *overrides: str) -> dict[str, Any]:
-    """One real in-process training run; returns its metrics.json contents."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return train(compose_train(output_dir, *overrides))
-
-
-def run_process(
-    *args: str,
-    module: str = "mnist_lab",
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess:
-    """Run `python -m mnist_lab ...` (or another entry point) in a new interpreter, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
-
-
-def run_cli(
-    *args: str, module: str = "mnist_lab", cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """`python -m mnist_lab ...` (or another entry point) run inside this process: the same command
-    line, the same Hydra main, output and exit code, without a new interpreter's seconds of imports.
-    For the tests whose subject is not the process itself (signals, kills and imports are)."""
-    import lightning  # noqa: F401  first, so that what its import sets in os.environ stays set
-    import torch
-
-    saved_argv, saved_env, saved_cwd = sys.argv[:], dict(os.environ), os.getcwd()
-    saved_threads, root = torch.get_num_threads(), logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    out, err = io.StringIO(), io.StringIO()
-    sys.argv = [module, *args]
-    os.environ.update(env or {})
-    os.chdir(cwd or saved_cwd)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                runpy.run_module(module, run_name="__main__", alter_sys=True)
-            except SystemExit as exit:
-                if isinstance(exit.code, str):
-                    err.write(exit.code + "\n")
-                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-            except Exception:  # what the interpreter would print before exiting with 1
-                err.write(traceback.format_exc())
-                code = 1
-    finally:
-        GlobalHydra.instance().clear()
-        for handler in root.handlers[:]:
-            if handler not in saved_handlers:  # the run's own: console and train.log
-                root.removeHandler(handler)
-                handler.close()
-        root.handlers[:], root.level = saved_handlers, saved_level
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
-        os.chdir(saved_cwd)
-        torch.set_num_threads(saved_threads)
-    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers.get("content-type", "").startswith("application/json"), self.headers
-        return json.loads(self.body)
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> Answer:
-        conn = http.client.HTTPConnection("127.0.0.1", urlsplit(self.url).port, timeout=30)
-        try:
-            conn.request(method, path, body, headers or {})
-            response = conn.getresponse()
-            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-        finally:
-            conn.close()
-
-    def predict(self, image: bytes, content_type: str = "image/png") -> Answer:
-        return self.request("POST", "/predict", image, {"Content-Type": content_type})
-
-    def healthy(self) -> bool:
-        return self.request("GET", "/health").status == 200
-
-    def refusals(self) -> list[str]:
-        return [line for line in self.log.read_text().splitlines() if "[WARNING] - refused" in line]
-
-
-def start_server(
-    ckpt: Path, folder: Path, *overrides: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen, Server]:
-    """`python -m mnist_lab.serve` on a free port (port=0), once it answers on the URL it logs."""
-    log = folder / "server.log"
-    command = ["-m", "mnist_lab.serve", f"ckpt_path={ckpt}", "port=0", f"hydra.run.dir={folder / 'run'}", *overrides]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, *command], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited:\n{log.read_text()[-3000:]}")
-        url = re.search(r"open (http://127\.0\.0\.1:\d+)/", log.read_text())
-        try:
-            if url and Server(url[1], log).healthy():
-                return process, Server(url[1], log)
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"no answer on /health:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-    process.send_signal(sig)
-    try:
-        return process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on (as the system hands them out)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """The error lines of a command that failed as a user error should: exit code 1, no traceback."""
-    text = result.stdout + result.stderr
-    errors = [line for line in text.splitlines() if "[ERROR]" in line or line.startswith("error:")]
-    assert result.returncode == 1 and "Traceback" not in text and errors, text[-3000:]
-    return errors
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The one error line of a command that failed as a user error should, less its log prefix."""
-    (line,) = error_lines(result)
-    return line.split("[ERROR] - ", 1)[-1].removeprefix("error: ")
+from helpers import Child, compose_train, shared_run
 
 
 @pytest.fixture(scope="session", autouse=True)
 def one_data_load() -> Iterator[None]:
     """Each idx file is read and checked once per session (keyed by its path, size and time), not
-    once per run: the data's handling is tested in test_data.py, not again by every run."""
+    once per run: the data's handling is tested in tests/data/, not again by every run."""
     from mnist_lab.data import files
 
     read_idx, cache = files.read_idx, {}
@@ -225,21 +32,6 @@ def one_data_load() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(files, "read_idx", cached)
         yield
-
-
-def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, *overrides: str) -> tuple[Path, dict[str, Any]]:
-    """A training run made once per session, also under pytest-xdist, whose workers share it
-    through a lock in their common temporary folder; returns the run folder and its metrics."""
-    from filelock import FileLock
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the folder all workers' folders share
-    run_dir = root / name / "run"  # alone in its outputs folder: ckpt_path=latest finds it there
-    with FileLock(str(root / f"{name}.lock")):
-        if not (run_dir / "metrics.json").is_file():
-            fit(run_dir, *overrides)
-    return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -262,26 +54,41 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 
 
 @pytest.fixture
+def children() -> Iterator[Callable[..., Child]]:
+    """Start `Child` processes; whatever happens in the test, none outlives it."""
+    started: list[Child] = []
+
+    def start(*args: str, **kwargs) -> Child:
+        child = Child(list(args), **kwargs)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.kill()
+
+
+@pytest.fixture
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the train config with overrides, writing into this test's tmp_path."""
     return lambda *overrides: compose_train(tmp_path, *overrides)
 
 
-# The files that take longest, collected first: pytest-xdist hands out whole files in collection
-# order, so that the two workers end at about the same time instead of one waiting for the other.
-LONGEST_FIRST = ("test_slurm.py", "test_sweeps.py", "test_reliability.py", "test_serve.py", "test_user_modules.py")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the files of LONGEST_FIRST first, in that order; the rest keep theirs."""
-    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    """Files marked `long` (`pytestmark = pytest.mark.long`: a default run of a minute or more) first:
+    pytest-xdist hands out whole files in collection order, so the workers end at about the same time
+    instead of one waiting for the other. The rest keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, each worker trains on one thread, and so does every process it starts (commands,
+    """What every entry point does first: the configs' resolvers and the SLURM launcher, known to Hydra.
+    Under pytest-xdist, each worker trains on one thread, and so does every process it starts (commands,
     DDP ranks, SLURM jobs, which inherit the variable): two workers share the machine's cores, and more
     threads than cores only spin."""
+    from mnist_lab.registry import register
+
+    register()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.models.classifier import Classifier
 
-from conftest import fit, free_port, run_cli
+from helpers import fit, free_port, run_cli
 
 METRIC_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs_run", "stop_reason", "best_ckpt", "train_seconds"}
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
@@ -171,20 +171,23 @@ def test_multirun_gives_each_job_its_own_complete_run_folder(tmp_path):
         assert (job / "checkpoints" / "last.ckpt").is_file() and list(job.glob("events.out.tfevents.*"))
 
 
-def test_fast_preset_trains_on_cpu_with_its_schedule_and_layout(tmp_path):
+def test_an_epoch_schedule_steps_as_each_epoch_ends_and_channels_last_is_kept(tmp_path):
     metrics = fit(
         tmp_path,
-        "experiment=fast",
-        "trainer.precision=32-true",
-        "compile=false",
+        "model=cnn",
+        "model.net.channels_last=true",
+        "scheduler=cosine",
+        "data.batch_size=512",
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "callbacks.accuracy_stop=null",
         "test=false",
     )
     assert metrics["epochs_run"] == 2
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2  # one 512-image batch per epoch
-    # Lightning steps the epoch schedule as each epoch ends: the end of a 2-epoch cosine decay.
+    # conf/scheduler/cosine.yaml says interval: epoch: the end of a 2-epoch cosine decay.
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 2
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
     model = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")

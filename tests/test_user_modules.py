@@ -14,9 +14,10 @@ from PIL import Image
 
 from mnist_lab.data.datamodule import MNISTDataModule
 
-from conftest import QUIET, one_error_line, run_cli, run_process, start_server, stop
+from helpers import QUIET, TESTS, one_error_line, run_cli, run_process, start_server, stop
 
-TESTS = Path(__file__).parent
+pytestmark = pytest.mark.long  # run first (tests/conftest.py)
+
 USER_CODE = {"PYTHONPATH": str(TESTS)}  # where user_modules.py lives
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=50", "callbacks.accuracy_stop=null", *QUIET]
 MODULES = {

@@ -22,7 +22,8 @@ class SmoothedClassifier(Classifier):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.smoothing)
-        self.train_steps.append((loss.detach(), logits.detach(), y))
+        self.train_loss.update(loss.detach(), weight=y.numel())
+        self.train_acc.update(logits.detach(), y)
         return loss
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -10,7 +11,6 @@ from torch import Tensor
 from mnist_lab.checkpoints.load import LoadedModel
 from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.errors import UserError
-from mnist_lab.models.classifier import Classifier
 
 
 def datamodule_for(loaded: LoadedModel, data_cfg: DictConfig) -> MNISTDataModule:
@@ -26,7 +26,7 @@ def datamodule_for(loaded: LoadedModel, data_cfg: DictConfig) -> MNISTDataModule
     return datamodule
 
 
-def probabilities(model: Classifier, pixels: Tensor, batch_size: int = 1000) -> Tensor:
+def probabilities(model: L.LightningModule, pixels: Tensor, batch_size: int = 1000) -> Tensor:
     """Class probabilities (N, 10) for images (N, 1, 28, 28) with pixels in [0, 1], by `predict_step`."""
     with torch.inference_mode():
         chunks = pixels.split(batch_size)

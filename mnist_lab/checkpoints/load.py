@@ -96,24 +96,28 @@ def load_checkpoint(
             "give ckpt_path= a checkpoint from a mnist_lab run"
         )
     check_targets({"_target_": module_name, **hparams}, trust, source=str(path))
+    if "_instantiator" in hparams:  # Lightning's loader would call what it names
+        raise TrustError(f"{path} names an instantiator, which mnist_lab never runs; give another ckpt_path=")
     module_class = get_object(module_name)
     if not (isinstance(module_class, type) and issubclass(module_class, L.LightningModule)):
         raise CheckpointError(f"{path} names {module_name}, which is not a LightningModule; give another ckpt_path=")
-    try:
-        model = module_class(**hparams)
+    try:  # Lightning's own loader, now that every _target_ the file names is trusted
+        model = module_class.load_from_checkpoint(path, map_location=map_location, weights_only=True)
     except (InstantiationException, TypeError, ValueError) as err:
         raise CheckpointError(
             f"{path}: {module_class.__name__} cannot be rebuilt from its hyperparameters ({err.__cause__ or err}); "
             "its __init__ must call self.save_hyperparameters()"
         ) from err
-    problem = misfit(model.state_dict(), checkpoint["state_dict"])
-    if problem is not None:
+    except RuntimeError as err:  # load_state_dict's refusal: say which keys, in one line
+        built = module_class(**hparams)
+        problem = misfit(built.state_dict(), checkpoint["state_dict"])
+        if problem is None:
+            raise
         raise CheckpointError(
-            f"{path}: its weights do not fit its {type(getattr(model, 'net', model)).__name__} network ({problem}); "
+            f"{path}: its weights do not fit its {type(getattr(built, 'net', built)).__name__} network ({problem}); "
             "give ckpt_path= a checkpoint written by mnist_lab, unmodified"
-        )
-    model.load_state_dict(checkpoint["state_dict"])
-    model.to(map_location).eval()
+        ) from err
+    model.eval()
     trained_with = record.get("trained_with") if isinstance(record.get("trained_with"), str) else ""
     return LoadedModel(model, path, record.get("dataset") or "MNIST", trained_with)
 

@@ -21,7 +21,6 @@ from mnist_lab.errors import UserError
 # What a checkpoint's hyperparameters may build: entries ending in "." are prefixes.
 MODEL_TARGETS = (
     "mnist_lab.models.",
-    "mnist_lab.training.stacked.StackedClassifier",
     "mnist_lab.data.augment.",
     "torch.optim.",
 )

@@ -16,14 +16,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mnist_lab import registry
 from mnist_lab.cli import run_dir
 from mnist_lab.cli.command_line import CommandLine, read_command_line
 from mnist_lab.cli.help import render_help
 from mnist_lab.cli.overrides import check_overrides
 from mnist_lab.errors import Interrupted, UserError
-from mnist_lab.training import hardware
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -35,15 +35,6 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"no conf/ with train.yaml beside {PACKAGE_DIR}; reinstall mnist_lab")
-
-
-def register() -> None:
-    """Make mnist_lab's resolvers and its SLURM launcher known to Hydra; every entry point calls it first."""
-    from mnist_lab.sweeps import slurm
-
-    OmegaConf.register_new_resolver(run_dir.RESOLVER, run_dir.new_dir, replace=True)
-    OmegaConf.register_new_resolver(hardware.RESOLVER, hardware.fast_precision, replace=True)
-    slurm.register()
 
 
 class DropTips(logging.Filter):
@@ -94,6 +85,7 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run a command's task inside Hydra: user errors become one logged line and exit code 1
     (HYDRA_FULL_ERROR=1 shows the traceback instead), an interrupt the command that resumes.
     In a multirun a failed job is logged and left to Hydra, so that the other jobs go on."""
+    registry.register_resolvers()  # a job on a cluster node is a process of its own
     setup_logging()
     try:
         return task(cfg)
@@ -128,7 +120,7 @@ def run_command(
 ) -> Any:
     """`python -m mnist_lab[.name] [overrides]`: check the command line (after `rewrite`, e.g. resume=),
     then compose `conf/<name>.yaml` with it and run `task(cfg)` in a new run folder."""
-    register()
+    registry.register()
     line = read_command_line(sys.argv)
     command = "python -m mnist_lab" + ("" if name == "train" else f".{name}")
     try:

@@ -1,55 +1,21 @@
-"""Run folders that no two runs share: `${mnist_lab.new_dir:<folder>}` in a config claims a new one.
-
-Two runs started in the same second name the same `<date>/<time>_<model>` folder; the resolver
-creates the first of `<folder>`, `<folder>-1`, `<folder>-2`, ... that does not exist yet, with one
-`mkdir` that fails if another process got there first. The entry point registers the resolver
-(mnist_lab.cli.command.register).
+"""Run folders: a new run never writes into an earlier one's, a folder that cannot be written is refused
+before Hydra tries, and a command that failed before training leaves none behind. The folders
+themselves are claimed by `${mnist_lab.new_dir:<folder>}` (mnist_lab.registry).
 """
 
 from __future__ import annotations
 
-import atexit
-import itertools
 import os
 import shutil
 from pathlib import Path
 
+from mnist_lab import registry
 from mnist_lab.cli.command_line import CommandLine
 from mnist_lab.errors import UserError
 
-RESOLVER = "mnist_lab.new_dir"
 RUN_MARKERS = (".hydra", "metrics.json", "checkpoints")  # what every run leaves in its folder
 
-_claimed: dict[str, str] = {}
 _new_explicit: list[str] = []  # hydra.run.dir folders that did not exist before this command
-
-
-def _drop_if_empty(folders: list[str]) -> None:
-    for folder in folders:
-        try:
-            os.rmdir(folder)  # fails, as it should, once the run has written anything there
-        except OSError:
-            return
-
-
-def new_dir(folder: str) -> str:
-    """Create and return the first of `folder`, `folder-1`, `folder-2`, ... that did not exist;
-    the same answer for the same `folder` for the rest of this process."""
-    if folder not in _claimed:
-        parent = Path(folder).absolute().parent
-        created = [p for p in (parent, *parent.parents) if not p.exists()]
-        parent.mkdir(parents=True, exist_ok=True)
-        for n in itertools.count():
-            candidate = folder if n == 0 else f"{folder}-{n}"
-            try:
-                os.mkdir(candidate)
-            except FileExistsError:
-                continue
-            _claimed[folder] = candidate
-            # A command that resolved the folder but ran nothing (`--cfg hydra --resolve`) leaves none.
-            atexit.register(_drop_if_empty, [os.path.abspath(candidate), *map(str, created)])
-            break
-    return _claimed[folder]
 
 
 def _exists(path: Path) -> bool:
@@ -97,7 +63,7 @@ def discard_if_unused(folder: str | Path) -> None:
     """Remove the run folder this command made when it failed before training wrote anything
     (no checkpoints, no metrics.json): a typo or missing data leaves nothing behind."""
     folder = os.path.abspath(folder)
-    if folder not in {os.path.abspath(f) for f in _claimed.values()} | set(_new_explicit):
+    if folder not in {os.path.abspath(f) for f in registry.claimed.values()} | set(_new_explicit):
         return  # an earlier run's folder (resume) or one that existed before
     if any(os.path.exists(os.path.join(folder, marker)) for marker in ("metrics.json", "checkpoints")):
         return

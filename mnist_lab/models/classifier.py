@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,27 +11,25 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from lightning.pytorch.core.saving import load_hparams_from_tags_csv, load_hparams_from_yaml
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_lab import plots
-from mnist_lab.checkpoints.trust import check_targets
 from mnist_lab.errors import NonFiniteLossError
 from mnist_lab.models.nets import IMAGE_SHAPE, NUM_CLASSES
 
 Batch = tuple[Tensor, Tensor]
-MISTAKES_SHOWN = 16  # misclassified test digits drawn in TensorBoard
+# Lightning's own keys of a learning-rate scheduler config, the rest of which builds the scheduler.
+SCHEDULER_KEYS = ("interval", "frequency", "monitor", "strict", "name")
 
 
 class Classifier(L.LightningModule):
     """Cross-entropy training of the network described by `net` with the optimizer `optimizer`.
 
     Both are config mappings with a `_target_` (the optimizer `_partial_`), stored as
-    hyperparameters so that `Classifier.load_from_checkpoint(path)` alone rebuilds the model.
-    `scheduler`, if given, is a `_partial_` learning-rate scheduler stepped once per epoch;
+    hyperparameters so that a checkpoint alone rebuilds the model (mnist_lab.checkpoints.load).
+    `scheduler`, if given, is a `_partial_` learning-rate scheduler whose config also says when Lightning
+    steps it (`interval: epoch` or `step`, and Lightning's other scheduler keys; conf/scheduler/);
     `compile=True` runs the training steps through torch.compile; `label_smoothing` softens the training
     targets (validation and test losses are the plain cross-entropy). Lightning's automatic optimization
     makes one optimizer step per mini-batch.
@@ -56,17 +55,11 @@ class Classifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, *IMAGE_SHAPE)
         # Losses are checked for NaN by training_step itself (check_finite).
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
-        self.train_acc = MeanMetric(nan_strategy="disable")
-        self.val_acc, self.test_acc = (
-            MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(2)
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False) for _ in range(3)
         )
-        # This epoch's (loss, logits, labels) per step: a metric update, even an argmax, costs as much as a
-        # small network's step, so the training metrics take them all at once, at the epoch's end.
-        self.train_steps: list[tuple[Tensor, Tensor, Tensor]] = []
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
-        self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False)
-        self._test_mistakes: list[tuple[Tensor, Tensor, Tensor]] = []
         self._compiled_forward: Callable[[Tensor], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,7 +93,8 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = (self._compiled_forward or self.net)(self.scale(x))
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.train_steps.append((loss.detach(), logits.detach(), y))
+        self.train_loss.update(loss.detach(), weight=y.numel())
+        self.train_acc.update(logits.detach(), y)
         return loss
 
     def check_finite(self, losses: Tensor) -> None:
@@ -112,18 +106,6 @@ class Classifier(L.LightningModule):
                 "the checkpoints saved before it are kept; lower optimizer.lr and train again"
             )
 
-    def on_train_epoch_start(self) -> None:
-        self.train_steps = []
-
-    def train_epoch_metrics(self) -> tuple[Tensor, Tensor, int]:
-        """This process's mean training loss and accuracy over the epoch so far, and its images."""
-        if not self.train_steps:
-            return torch.tensor(float("nan")), torch.tensor(float("nan")), 0
-        losses, logits, labels = zip(*self.train_steps)
-        sizes = torch.tensor([len(y) for y in labels], device=losses[0].device)
-        loss = (torch.stack(losses).float() * sizes).sum() / sizes.sum()
-        return loss, (torch.cat(logits).argmax(-1) == torch.cat(labels)).float().mean(), int(sizes.sum())
-
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
         logits = self(x)
@@ -134,20 +116,12 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, self.val_loss, self.val_acc)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        logits = self._eval_step(batch, self.test_loss, self.test_acc)
-        self.test_confusion.update(logits, batch[1])
-        if len(self._test_mistakes) < MISTAKES_SHOWN:
-            x, y = batch
-            wrong = (logits.argmax(-1) != y).nonzero().flatten()[:MISTAKES_SHOWN]
-            self._test_mistakes += zip(x[wrong].cpu(), y[wrong].cpu(), logits.argmax(-1)[wrong].cpu())
+    def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """The batch's logits, scored; callbacks get them as `outputs` (training.callbacks.TestFigures)."""
+        return self._eval_step(batch, self.test_loss, self.test_acc)
 
-    # Metrics are logged once per epoch: logging a metric object costs about a millisecond a call.
+    # Metrics are updated every step and logged once per epoch: logging costs about a millisecond a call.
     def on_train_epoch_end(self) -> None:
-        loss, accuracy, images = self.train_epoch_metrics()
-        if images > 0:
-            self.train_loss.update(loss, weight=images)
-            self.train_acc.update(accuracy, weight=images)
         self.log_dict({"train/loss": self.train_loss, "train/acc": self.train_acc}, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
@@ -158,18 +132,6 @@ class Classifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
-        matrix = self.test_confusion.compute().cpu().numpy()  # rows: labels
-        mistakes = self._test_mistakes[:MISTAKES_SHOWN]
-        self.test_confusion.reset()
-        self._test_mistakes = []
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("test/confusion_matrix", plots.confusion_matrix(matrix), self.global_step)
-                if mistakes:
-                    images, labels, preds = (torch.stack(t) for t in zip(*mistakes))
-                    titles = [f"{label}/{pred}" for label, pred in zip(labels.tolist(), preds.tolist())]
-                    grid = plots.digit_grid(images[:, 0].numpy(), titles, [True] * len(titles), columns=8)
-                    logger.experiment.add_figure("test/mistakes", grid, self.global_step)
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
         """Class probabilities for a batch of images (labels, if present, are ignored)."""
@@ -180,46 +142,10 @@ class Classifier(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
-        scheduler = instantiate(self.hparams.scheduler)
-        if "total_steps" in inspect.signature(scheduler.func).parameters:
-            # A schedule over the whole run (one-cycle) is stepped after every optimizer step.
-            steps = int(self.trainer.estimated_stepping_batches)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler(optimizer=optimizer, total_steps=steps), "interval": "step"},
-            }
-        return {"optimizer": optimizer, "lr_scheduler": scheduler(optimizer=optimizer)}  # stepped per epoch
-
-    @classmethod
-    def load_from_checkpoint(
-        cls,
-        checkpoint_path: Any,
-        map_location: Any = None,
-        hparams_file: Any = None,
-        strict: bool | None = None,
-        weights_only: bool | None = None,
-        trust: tuple[str, ...] | list[str] = (),
-        **kwargs: Any,
-    ) -> Classifier:
-        """Lightning's loader, after refusing a checkpoint whose hyperparameters name code that is not
-        trusted: mnist_lab's networks, torch's optimizers and what `trust` names (see mnist_lab.checkpoints.trust)."""
-        weights_only = True if weights_only is None else weights_only
-        start = checkpoint_path.tell() if hasattr(checkpoint_path, "seek") else None
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
-        if start is not None:
-            checkpoint_path.seek(start)  # read again below
-        if hparams_file is not None:  # Lightning builds from this file instead of the checkpoint's own
-            read = load_hparams_from_tags_csv if str(hparams_file).lower().endswith(".csv") else load_hparams_from_yaml
-            hparams = read(hparams_file)
-        else:
-            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY, {}) if isinstance(checkpoint, dict) else {}
-        # Values passed here replace the file's: they are the caller's own, not the file's.
-        check_targets({k: v for k, v in dict(hparams).items() if k not in kwargs}, trust, source=str(checkpoint_path))
-        return super().load_from_checkpoint(
-            checkpoint_path,
-            map_location=map_location,
-            hparams_file=hparams_file,
-            strict=strict,
-            weights_only=weights_only,
-            **kwargs,
-        )
+        # The scheduler's config holds Lightning's keys for it (interval: epoch or step) beside its own.
+        settings = {k: v for k, v in self.hparams.scheduler.items() if k in SCHEDULER_KEYS}
+        scheduler = instantiate({k: v for k, v in self.hparams.scheduler.items() if k not in SCHEDULER_KEYS})
+        if "total_steps" in inspect.signature(scheduler.func).parameters and "total_steps" not in scheduler.keywords:
+            # A schedule over the whole run (one-cycle) needs its length, which only the trainer knows.
+            scheduler = functools.partial(scheduler, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler(optimizer=optimizer), **settings}}

@@ -16,20 +16,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_lab.checkpoints.paths import resume_point
-
-GPUS_RESOLVER = "mnist_lab.slurm_gpus"
 
 # What sbatch says (lower case) -> the override that fixes it.
 FIXES = (
@@ -51,25 +49,6 @@ FIXES = (
     ("qos", "name a QOS you may use with hydra.launcher.qos=<qos>"),
     ("time limit", "ask for less time with hydra.launcher.timeout_min=<minutes>"),
 )
-
-
-def slurm_gpus(accelerator: str, devices: int) -> int | None:
-    """GPUs per node that conf/hydra/launcher/slurm.yaml asks for: `devices` when training on GPUs,
-    else None (no GPU request at all, which every partition accepts). The submitting machine cannot
-    know what accelerator=auto will find on the nodes, so only gpu/cuda asks for GPUs."""
-    return devices if str(accelerator).lower() in ("gpu", "cuda") else None
-
-
-def register() -> None:
-    """Make the GPU resolver and hydra/launcher=slurm's launcher known to Hydra. Hydra's plugin scan
-    cannot list an editable install's hydra_plugins; without the sweeps extra there is no launcher."""
-    OmegaConf.register_new_resolver(GPUS_RESOLVER, slurm_gpus, replace=True)
-    plugins = Plugins.instance()  # scan first: the scan re-runs the plugin modules it finds
-    try:
-        from hydra_plugins.mnist_lab_slurm import SlurmLauncher
-    except ImportError:
-        return
-    plugins.register(SlurmLauncher)
 
 
 def partitions() -> str:
@@ -144,9 +123,6 @@ def run_task(
     """One SLURM task of one job of the sweep, on the cluster: the plugin's job, plus prepare_task."""
     import submitit
 
-    from mnist_lab.cli.command import register
-
-    register()  # this process on the cluster is an entry point of its own
     Singleton.set_state(singleton_state)
     setup_globals()
     config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, sweep_overrides)
@@ -227,10 +203,11 @@ def result_of(job: Any, overrides: Sequence[str]) -> JobReturn:
     try:
         return job.results()[0]
     except UncompletedJobError:
-        lost = JobLost(
+        failed = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        failed.return_value = JobLost(
             f"SLURM job {job.job_id} ended without a result (state {job.state}); its log is {job.paths.stderr}"
         )
-        return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=lost)
+        return failed
 
 
 def keeps_accounting() -> bool:
@@ -250,31 +227,78 @@ def keeps_accounting() -> bool:
     return storage not in ("", "(null)", "accounting_storage/none")
 
 
-def queue_watcher() -> Any:
-    """submitit's job-state watcher asking squeue instead of sacct, for clusters that keep no
+class QueueWatcher:
+    """submitit's job-state watcher, asking squeue instead of sacct, for clusters that keep no
     accounting: there sacct fails at every poll, and a job that ends without a result (cancelled,
-    killed) would be waited for forever. squeue knows a job until MinJobAge after it ended."""
-    from submitit.slurm.slurm import SlurmInfoWatcher
+    killed) would be waited for forever. squeue knows a job until MinJobAge after it ended; a job it
+    no longer lists has left the queue. It answers what submitit's jobs ask their watcher."""
 
-    class QueueWatcher(SlurmInfoWatcher):
-        def _make_command(self) -> list[str] | None:
-            if not self._registered - self._finished:
-                return None
-            return ["squeue", f"--user={os.getuid()}", "--noheader", "--array", "--states=all", "--format=%i|%T|%N"]
+    INCOMPLETE = ("READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED")
 
-        def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
-            text = string.decode() if isinstance(string, bytes) else string
-            info = super().read_info("JobID|State|NodeList\n" + text)
-            for job_id in self._registered - self._finished - set(info):
-                info[job_id] = {"State": "LEFT_QUEUE"}  # ended, and no longer known to SLURM
-            return info
+    def __init__(self, delay_s: float = 60) -> None:
+        from submitit.slurm.slurm import SlurmInfoWatcher
 
+        self.parser = SlurmInfoWatcher()  # for its reading of `JobID|State|NodeList` lines
+        self.delay_s = delay_s
+        self.jobs: set[str] = set()
+        self.info: dict[str, dict[str, str]] = {}
+        self.since = self.checked = float("-inf")
+
+    def register_job(self, job_id: str) -> None:
+        """Watch `job_id` too, and ask squeue at the next question."""
+        self.jobs.add(job_id)
+        self.since, self.checked = time.time(), float("-inf")
+
+    def update(self) -> None:
+        """Ask squeue about every watched job that has not ended."""
+        waiting = {job for job in self.jobs if not self.ended(job)}
+        if not waiting:
+            return
+        command = ["squeue", f"--user={os.getuid()}", "--noheader", "--array", "--states=all", "--format=%i|%T|%N"]
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return  # ask again at the next question
+        finally:
+            self.checked = time.time()
+        listed = self.parser.read_info("JobID|State|NodeList\n" + out)
+        self.info.update(listed)
+        for job in waiting - set(listed):
+            self.info[job] = {"State": "LEFT_QUEUE"}  # ended, and no longer known to SLURM
+
+    def get_info(self, job_id: str, mode: str = "standard") -> dict[str, str]:
+        """What squeue last said of `job_id`; `mode`: force (ask now), standard (every few seconds) or cache."""
+        if job_id not in self.jobs:
+            self.register_job(job_id)
+        # As submitit's own watcher: ask at 2 s, 4 s, 8 s ... after the last job started, then every delay_s.
+        wait = min(self.delay_s, max(2.0, (time.time() - self.since) / 2))
+        if mode == "force" or (mode == "standard" and time.time() - self.checked > wait):
+            self.update()
+        return self.info.get(job_id, {})
+
+    def get_state(self, job_id: str, mode: str = "standard") -> str:
+        """`job_id`'s SLURM state (UNKNOWN until squeue has listed it)."""
+        return self.get_info(job_id, mode).get("State") or "UNKNOWN"
+
+    def ended(self, job_id: str) -> bool:
+        """Whether `job_id` has ended, by what squeue last said."""
+        return self.info.get(job_id, {}).get("State", "UNKNOWN").upper() not in self.INCOMPLETE
+
+    def is_done(self, job_id: str, mode: str = "standard") -> bool:
+        """Whether `job_id` has ended."""
+        self.get_state(job_id, mode)
+        return self.ended(job_id)
+
+
+def queue_watcher() -> QueueWatcher:
+    """The watcher for clusters that keep no accounting."""
     return QueueWatcher(delay_s=60)
 
 
-def watch_with(job: Any, watcher: Any) -> None:
-    """Have `job` (and its tasks' sub-jobs) report its state through `watcher`."""
+def watch_with(job: Any, watcher: QueueWatcher) -> None:
+    """Have `job` (and each of its tasks) report its state through `watcher`."""
     job.watcher = watcher
     watcher.register_job(job.job_id)
-    for task in job._sub_jobs:
-        watch_with(task, watcher)
+    if job.num_tasks > 1:
+        for task in range(job.num_tasks):
+            watch_with(job.task(task), watcher)

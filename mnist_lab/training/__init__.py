@@ -1,2 +1,2 @@
-"""Around `trainer.fit`: callbacks, config checks, the machine's fast arithmetic, how a fit ended,
-what the loggers get, and the opt-in stacked steps."""
+"""Around `trainer.fit`: callbacks, config checks, the machine's fast arithmetic, a fit over several
+processes (launch checks, how it ended), and what the loggers get."""

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from mnist_lab.checkpoints.paths import LAST, START
 from mnist_lab.errors import Interrupted
+from mnist_lab.models.nets import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class TutorialLog(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks run before the module logs its epoch metrics, so read the metrics themselves.
         if trainer.current_epoch % self.every_n_epochs == 0 and not trainer.sanity_checking:
-            cost, accuracy, _ = pl_module.train_epoch_metrics()
+            cost, accuracy = pl_module.train_loss.compute(), pl_module.train_acc.compute()
             log.info(tutorial_line(trainer.current_epoch + 1, cost.item(), accuracy.item()))
 
 
@@ -161,3 +162,50 @@ class GracefulInterrupt(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, Interrupted):
             self._restore()  # after a signal, a second one must still exit at once during shutdown
+
+
+class TestFigures(L.Callback):
+    """The test set's confusion matrix and its first `mistakes` misread digits, drawn into TensorBoard
+    when testing ends, from the logits the module's `test_step` returns."""
+
+    def __init__(self, mistakes: int = 16) -> None:
+        self.shown = mistakes
+        self.confusion: Any = None
+        self.mistakes: list[tuple[torch.Tensor, int, int]] = []
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        self.confusion = MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False).to(pl_module.device)
+        self.mistakes = []
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
+            return  # a module whose test_step returns no logits: nothing to draw
+        x, y = batch
+        predicted = outputs.argmax(-1)
+        self.confusion.update(predicted, y)
+        if len(self.mistakes) < self.shown:
+            wrong = (predicted != y).nonzero().flatten()[: self.shown - len(self.mistakes)]
+            self.mistakes += zip(x[wrong].cpu(), y[wrong].tolist(), predicted[wrong].tolist())
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if self.confusion is None or not self.confusion.update_called:
+            return
+        matrix = self.confusion.compute().cpu().numpy()  # on every process: it adds theirs up; rows: labels
+        boards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if not boards or not trainer.is_global_zero:
+            return
+        from mnist_lab import plots
+
+        for board in boards:
+            board.experiment.add_figure("test/confusion_matrix", plots.confusion_matrix(matrix), trainer.global_step)
+            if self.mistakes:
+                images = torch.stack([image for image, _, _ in self.mistakes])[:, 0].numpy()
+                titles = [f"{label}/{guess}" for _, label, guess in self.mistakes]
+                grid = plots.digit_grid(images, titles, [True] * len(titles), columns=8)
+                board.experiment.add_figure("test/mistakes", grid, trainer.global_step)

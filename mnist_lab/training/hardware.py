@@ -11,8 +11,6 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-RESOLVER = "mnist_lab.fast_precision"
-
 
 def cpu_model() -> str:
     """The CPU's model name, as lscpu gives it (for benchmark reports)."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a SLURM cluster on this machine for tests/test_slurm.py. Root only. Idempotent: a cluster
+# Start a SLURM cluster on this machine for tests/sweeps/test_slurm.py. Root only. Idempotent: a cluster
 # this script started is checked and left running. Needs: apt-get install -y slurm-wlm munge
 #
 #   tests/slurm/start_cluster.sh            one node: this machine, partition "cpu" (the default)

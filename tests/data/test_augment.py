@@ -1,0 +1,100 @@
+"""RandomAffine: batched, per-image random rotations, shifts and zooms, applied to training batches only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mnist_lab.data.augment import RandomAffine
+from mnist_lab.data.datamodule import MNISTDataModule
+
+from helpers import QUIET, TESTS, run_cli
+
+
+def square(n: int = 1) -> torch.Tensor:
+    """n images of a bright 8x8 square centred in the 28x28 frame."""
+    x = torch.zeros(n, 1, 28, 28)
+    x[..., 10:18, 10:18] = 1.0
+    return x
+
+
+def centre(x: torch.Tensor) -> torch.Tensor:
+    """Centre of mass (row, col) of each image in a (N, 1, 28, 28) batch."""
+    grid = torch.arange(28, dtype=torch.float32)
+    mass = x.sum(dim=(1, 2, 3))
+    return torch.stack([(x.sum(dim=(1, 3)) * grid).sum(-1) / mass, (x.sum(dim=(1, 2)) * grid).sum(-1) / mass], 1)
+
+
+def test_zero_ranges_leave_images_unchanged():
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(RandomAffine(degrees=0, translate=0, scale=0)(x), x, atol=1e-5)
+
+
+def test_shifts_stay_within_the_translate_fraction_and_differ_per_image():
+    torch.manual_seed(0)
+    moved = centre(RandomAffine(degrees=0, translate=0.1, scale=0)(square(64))) - 13.5
+    assert moved.abs().max() <= 0.1 * 28 + 0.1
+    assert moved.abs().max() > 1.5  # it does move them
+    assert len({tuple(m) for m in moved.round(decimals=2).tolist()}) == 64  # one draw per image
+
+
+def test_rotation_and_zoom_keep_a_centred_square_centred_and_its_mass_within_range():
+    torch.manual_seed(0)
+    out = RandomAffine(degrees=30, translate=0, scale=0.2)(square(32))
+    assert (centre(out) - 13.5).abs().max() < 0.2
+    mass = out.sum(dim=(1, 2, 3)) / 64
+    assert mass.min() > 0.8**2 - 0.05 and mass.max() < 1.2**2 + 0.05 and mass.std() > 0.01
+
+
+@pytest.mark.parametrize(("name", "value"), [("degrees", 200), ("translate", 1.5), ("scale", -0.1)])
+def test_out_of_range_settings_are_refused(name, value):
+    with pytest.raises(ValueError, match=f"data.augment.{name} must lie in"):
+        RandomAffine(**{name: value})
+
+
+def test_data_module_augments_training_batches_only():
+    dm = MNISTDataModule(augment=RandomAffine(degrees=0, translate=0.2, scale=0))
+    batch = (square(8), torch.arange(8))
+    dm.trainer = SimpleNamespace(training=True)
+    x, y = dm.on_after_batch_transfer(batch, 0)
+    assert not torch.equal(x, batch[0]) and torch.equal(y, batch[1])
+    dm.trainer = SimpleNamespace(training=False)  # validation, test, predict
+    assert dm.on_after_batch_transfer(batch, 0) is batch
+    dm.trainer = SimpleNamespace(training=True)  # the model summary's example input is a bare tensor
+    assert dm.on_after_batch_transfer(batch[0], 0) is batch[0]
+
+
+SMALL = [
+    "trainer.accelerator=cpu",
+    "model=softmax",
+    "test=false",
+    "callbacks.accuracy_stop=null",
+    "trainer.limit_val_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    *QUIET,
+]
+
+
+def train(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
+    """Run the real command with the recorder; return what it recorded and the run's metrics.json."""
+    record = tmp_path / f"{name}.json"
+    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
+    result = run_cli(
+        *SMALL, recorder, *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return json.loads(record.read_text()), json.loads((tmp_path / name / "metrics.json").read_text())
+
+
+def test_augmentation_transforms_the_training_batches_of_a_real_fit(tmp_path):
+    args = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "seed=3"]
+    plain, _ = train(tmp_path, *args, name="plain")
+    augment = "data.augment={_target_:mnist_lab.data.augment.RandomAffine,degrees:10,translate:0.1,scale:0.1}"
+    moved, metrics = train(tmp_path, *args, augment, name="moved")
+    assert moved["first_labels"] == plain["first_labels"]  # the same images, in the same order ...
+    assert moved["first_pixels"] != pytest.approx(plain["first_pixels"], rel=1e-3)  # ... moved
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
