@@ -1,13 +1,16 @@
-"""mnist_lab's own callbacks: the tutorial's log line and the epoch timer."""
+"""mnist_lab's own callbacks: the tutorial's log line, the epoch timer and the per-epoch history."""
 
+import csv
+import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
 from mnist_lab.training.callbacks import tutorial_line
 
-from conftest import fit
+from conftest import QUIET, fit, run_cli
 
 
 def test_tutorial_line_has_the_tutorials_format():
@@ -34,3 +37,33 @@ def test_tutorial_mlp_starts_like_the_published_curve(tmp_path, caplog):
     assert acc_5 > acc_1 + 0.2 and cost_5 < cost_1 / 2
     assert metrics["train/acc"] == pytest.approx(acc_5, abs=1e-5)
     assert len(metrics["epoch_seconds"]) == 5 and all(s > 0 for s in metrics["epoch_seconds"])
+
+
+def csv_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "csv" / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_metrics_json_keeps_every_epochs_history_and_a_resumed_run_continues_it(tmp_path):
+    """The history matches what Lightning's CSV logger recorded epoch by epoch, across a resume."""
+    tiny = [*QUIET, "model=softmax", "logger=csv", "test=false", "trainer.limit_train_batches=5"]
+    # Without the best-model checkpoint, only last.ckpt is written at the end of an epoch.
+    tiny += ["trainer.limit_val_batches=2", "callbacks.accuracy_stop=null", "callbacks.model_checkpoint=null"]
+    tiny += [f"hydra.run.dir={tmp_path}"]
+    first = run_cli(*tiny, "trainer.max_epochs=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert [r["epoch"] for r in json.loads((tmp_path / "metrics.json").read_text())["history"]] == [1, 2]
+    logged = csv_rows(tmp_path)  # the resumed run's logger starts a new file
+    resumed = run_cli(f"resume={tmp_path}", "trainer.max_epochs=3")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    logged += csv_rows(tmp_path)
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for row in history:
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+            (value,) = [float(r[key]) for r in logged if r[key] and int(r["epoch"]) == row["epoch"] - 1]
+            assert row[key] == pytest.approx(value, rel=1e-6), (row, key)
+    assert [row["seconds"] for row in history] == metrics["epoch_seconds"]
+    assert history[-1]["val/acc"] == pytest.approx(metrics["val/acc"])

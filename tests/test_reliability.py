@@ -124,7 +124,9 @@ def wait_for(condition, timeout: float = 120, alive: Child | None = None) -> Non
 
 
 def comparable(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept = {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics.get("history", [])]
+    return kept
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
