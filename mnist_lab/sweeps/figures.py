@@ -120,3 +120,43 @@ def run_curves(histories: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Fig
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def optimization_history(trials: Sequence[tuple[int, float]], objective: str, maximize: bool) -> Figure:
+    """A search's objective per trial, and the best value so far."""
+    fig = new_figure()
+    ax = fig.subplots()
+    numbers, values = [n for n, _ in trials], [v for _, v in trials]
+    best, so_far = [], None
+    for value in values:
+        so_far = value if so_far is None else (max if maximize else min)(so_far, value)
+        best.append(so_far)
+    ax.scatter(numbers, values, label=f"{objective} of the trial", zorder=3)
+    ax.step(numbers, best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.set_title("optimization history", fontsize=10)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def importance_bars(importances: dict[str, float]) -> Figure:
+    """Each parameter's importance (as optuna.importance gives them), largest on top."""
+    fig = new_figure(height=1.2 + 0.5 * len(importances))
+    ax = fig.subplots()
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    for y, name in enumerate(names):
+        ax.annotate(
+            f"{importances[name]:.3f}",
+            (importances[name], y),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_xlabel("importance (optuna.importance)")
+    ax.set_title("parameter importances", fontsize=10)
+    return fig

@@ -105,36 +105,49 @@ def rebuild_study(jobs: list[Job], objective: str = "val/acc_best") -> Any:
     return study
 
 
+def importance_evaluator() -> Any:
+    """Optuna's mean-decrease-in-impurity evaluator, seeded: the same sweep gets the same report.
+    Not its default (fANOVA), which in the Optuna 2.x that hydra-optuna-sweeper runs on fails on the
+    trees of current scikit-learn."""
+    import optuna
+
+    return optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=0)
+
+
 def analyse(jobs: list[Job], objective: str = "val/acc_best") -> Search | None:
     """The search's best trial, optimization history and parameter importances; None when no trial finished."""
     import optuna
-    from matplotlib import pyplot as plt
 
-    study = rebuild_study(jobs, objective)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
-        return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = Search(study, objective, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            search.importances = dict(optuna.importance.get_param_importances(study))
-        except (RuntimeError, ValueError, ImportError) as err:
-            search.note = f"no parameter importance: {err}"
-        plots = {"optuna_history": optuna.visualization.matplotlib.plot_optimization_history}
-        if search.importances:
-            plots["optuna_importance"] = optuna.visualization.matplotlib.plot_param_importances
-        for name, plot in plots.items():
-            ax = plot(study)
-            ax.set_ylabel(objective) if name == "optuna_history" else None
-            fig = ax.figure
-            fig.set_size_inches(7, 4.2)
-            fig.tight_layout()
-            from mnist_lab.sweeps.figures import png
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per rebuilt trial
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = rebuild_study(jobs, objective)
+            if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+                return None
+            return figures(Search(study, objective, None))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
-            search.figures[name] = png(fig)
-            plt.close(fig)  # Optuna draws with pyplot, which keeps every figure until closed
+
+def figures(search: Search) -> Search:
+    """Add the importances (optuna.importance) and the figures of the history and the importances."""
+    import optuna
+
+    from mnist_lab.sweeps.figures import importance_bars, optimization_history, png
+
+    try:
+        found = optuna.importance.get_param_importances(search.study, evaluator=importance_evaluator())
+        search.importances = dict(found)
+    except (RuntimeError, ValueError, ImportError) as err:
+        search.note = f"no parameter importance: {err}"
+    complete = [t for t in search.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    maximize = search.study.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = [(t.number, t.value) for t in complete]
+    search.figures["optuna_history"] = png(optimization_history(trials, search.objective, maximize))
+    if search.importances:
+        search.figures["optuna_importance"] = png(importance_bars(search.importances))
     return search
 
 
