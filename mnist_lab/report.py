@@ -10,17 +10,22 @@ from pathlib import Path
 
 from mnist_lab.errors import UserError
 
+DESCRIPTION = (
+    "A sweep's seed groups (mean, spread, 95% intervals, each compared with the best), figures and jobs, "
+    "written beside it as summary.md, groups.csv and report.html; or two runs side by side."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m mnist_lab.report <sweep folder|latest> [--over KEY]` or `<run> <run>`."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_lab.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mnist_lab.report", description=DESCRIPTION)
     parser.add_argument(
         "folders",
         nargs="+",
         metavar="folder",
         help="a multirun folder (outputs/multirun/<date>/<time>), latest, or two run folders",
     )
-    parser.add_argument("--over", default="seed", help="the key whose runs a group averages over (default: seed)")
+    parser.add_argument("--over", default="seed", help="the key a group averages over (default: seed)")
     parser.add_argument("--outputs", default="outputs", type=Path, help="where to look for latest (default: outputs)")
     parser.add_argument("--out", type=Path, help="where two runs' figure goes (default: <outputs>/compare)")
     args = parser.parse_args(argv)

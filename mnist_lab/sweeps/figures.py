@@ -33,6 +33,16 @@ def curve(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def epoch_ticks(ax: Any) -> None:
+    """Whole epochs on the x axis, also when there is only one."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = ax.get_xlim()
+    if high - low < 2:
+        ax.set_xlim(round((low + high) / 2) - 1, round((low + high) / 2) + 1)
+
+
 def learning_curves(groups: Sequence[Group], key: str = "val/acc") -> Figure | None:
     """`key` against epoch: one line per group (the mean over its seeds at each epoch), with a band
     from the worst to the best seed. None when no job recorded a history."""
@@ -63,7 +73,7 @@ def learning_curves(groups: Sequence[Group], key: str = "val/acc") -> Figure | N
     ax.set_ylabel(key)
     over = groups[0].over
     ax.set_title(f"{key} by epoch: mean over {over}s, band from worst to best {over}", fontsize=10)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    epoch_ticks(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -112,11 +122,13 @@ def run_curves(histories: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Fig
     ax = fig.subplots()
     for name, history in histories:
         (line,) = ax.plot(*curve(history, "val/acc"), marker="o", label=f"{name}: val/acc")
-        ax.plot(*curve(history, "train/acc"), linestyle="--", color=line.get_color(), label=f"{name}: train/acc")
+        ax.plot(
+            *curve(history, "train/acc"), linestyle="--", marker="x", color=line.get_color(), label=f"{name}: train/acc"
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_title("learning curves")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    epoch_ticks(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_lab.errors import UserError
 from mnist_lab.sweeps.jobs import Job
 
 CONFIDENCE = 0.95
@@ -153,6 +154,9 @@ def compare(group: Group, best: Group) -> Comparison:
 
 def group_jobs(jobs: list[Job], over: str = "seed") -> list[Group]:
     """The sweep's jobs in groups that differ only in `over`, best mean first, each compared with the best."""
+    if over != "seed" and all(value_of(j, over) is None for j in jobs):  # seed: every run has one
+        varied = sorted({key_of(o) for j in jobs for o in j.overrides if "=" in o})
+        raise UserError(f"--over {over}: no job of the sweep sets it; name one of {', '.join(varied)}")
     kept = {j.name: tuple(sorted(o for o in j.overrides if key_of(o) != over)) for j in jobs}
     common = set.intersection(*(set(k) for k in kept.values())) if len(jobs) > 1 else set()
     names: dict[str, list[Job]] = {}

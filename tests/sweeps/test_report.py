@@ -171,9 +171,9 @@ def test_unmatched_seeds_get_welchs_test_and_one_seed_says_how_to_add_more(tmp_p
 
 def test_over_names_another_key_to_average_over(tmp_path):
     sweep = tmp_path / "sweep"
-    for n, (lr, acc) in enumerate([(0.01, 0.91), (0.02, 0.93), (0.03, 0.92)]):
+    for n, (lr, acc, lead) in enumerate([(0.01, 0.91, 0.05), (0.02, 0.93, 0.04), (0.03, 0.92, 0.06)]):
         fake_job(sweep, f"{n}_mlp", ["model=mlp", f"optimizer.lr={lr}", "seed=1"], done(acc))
-        fake_job(sweep, f"{n + 3}_cnn", ["model=cnn", f"optimizer.lr={lr}", "seed=1"], done(acc + 0.05))
+        fake_job(sweep, f"{n + 3}_cnn", ["model=cnn", f"optimizer.lr={lr}", "seed=1"], done(acc + lead))
     printed = run_cli(str(sweep), "--over", "optimizer.lr", module="mnist_lab.report")
     assert printed.returncode == 0, printed.stderr
     rows = {row["group"]: row for row in read_csv(sweep / "groups.csv")}
@@ -181,6 +181,10 @@ def test_over_names_another_key_to_average_over(tmp_path):
     assert float(rows["model=cnn"]["test/acc mean"]) == pytest.approx(0.97, abs=1e-12)
     assert rows["model=mlp"]["test"] == "paired by optimizer.lr"  # the same learning rates on both sides
     assert rows["model=mlp"]["best seed"] == "0.02"
+    typo = run_cli(str(sweep), "--over", "optimizer.lrr", module="mnist_lab.report")
+    assert typo.returncode == 1 and typo.stderr.strip() == (
+        "error: --over optimizer.lrr: no job of the sweep sets it; name one of model, optimizer.lr, seed"
+    )
 
 
 def test_latest_finds_the_newest_sweep_whichever_sweeper_wrote_it(tmp_path):
