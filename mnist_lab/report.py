@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         sweep = find_latest(args.outputs) if args.folders[0] == "latest" else Path(args.folders[0])
         if not sweep.is_dir():
             raise UserError(f"{sweep} is not a folder; give the folder of a multirun, or latest")
+        if (sweep / ".hydra").is_dir() and not any(sweep.glob("*/.hydra/overrides.yaml")):
+            raise UserError(
+                f"{sweep} is a run, not a sweep; give a sweep folder, or two runs to compare them: "
+                f"python -m mnist_lab.report {sweep} <other run>"
+            )
         print(write_summary(sweep, over=args.over))
         print(f"wrote {sweep / 'summary.md'}, summary.csv, groups.csv and report.html")
     except UserError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,8 @@ def image(name: str, data: bytes, alt: str) -> str:
 
 
 def paragraphs(lines: Sequence[str]) -> str:
-    return "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    """Lines of text as paragraphs, `code` in backquotes as code."""
+    return "".join("<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(line)) + "</p>" for line in lines)
 
 
 def page(title: str, sections: Sequence[tuple[str, str]]) -> str:

@@ -253,6 +253,8 @@ def test_two_runs_side_by_side_show_differing_keys_both_metrics_and_both_curves(
     assert figure.read_bytes()[:4] == b"\x89PNG" and str(figure) in printed.stdout
     bad = run_cli(str(a), str(tmp_path), module="mnist_lab.report")
     assert bad.returncode == 1 and "is not a run folder" in bad.stderr
+    one = run_cli(str(a), module="mnist_lab.report")
+    assert one.returncode == 1 and "is a run, not a sweep" in one.stderr and f"report {a} <other run>" in one.stderr
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
