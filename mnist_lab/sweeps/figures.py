@@ -59,13 +59,9 @@ def learning_curves(groups: Sequence[Group], key: str = "val/acc") -> Figure | N
         epochs = sorted(by_epoch)
         means = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
         (line,) = ax.plot(epochs, means, marker="o", label=f"{group.name} (n={group.n})")
-        ax.fill_between(
-            epochs,
-            [min(by_epoch[e]) for e in epochs],
-            [max(by_epoch[e]) for e in epochs],
-            color=line.get_color(),
-            alpha=0.2,
-        )
+        low, high = [min(by_epoch[e]) for e in epochs], [max(by_epoch[e]) for e in epochs]
+        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+        ax.vlines(epochs, low, high, color=line.get_color(), alpha=0.6)  # the band, seen also at a single epoch
         drawn = True
     if not drawn:
         return None
@@ -88,12 +84,11 @@ def seed_scores(groups: Sequence[Group]) -> Figure | None:
     fig = new_figure(width=max(6.5, 1.1 * len(shown) + 3), height=4.2)
     ax = fig.subplots()
     for x, group in enumerate(shown):
-        scores = group.scores
-        ax.scatter([x] * len(scores), list(scores.values()), color="tab:blue", zorder=3)
-        for seed, value in scores.items():
-            ax.annotate(
-                f"{group.over}={seed}", (x, value), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center"
-            )
+        scores = sorted(group.scores.items(), key=lambda item: item[1])
+        offsets = [0.3 * (i + 1) / len(scores) for i in range(len(scores))]  # worst to best: close ones stay apart
+        ax.scatter([x + o for o in offsets], [v for _, v in scores], color="tab:blue", zorder=3)
+        for offset, (seed, value) in zip(offsets, scores):
+            ax.annotate(seed, (x + offset, value), xytext=(0, 5), textcoords="offset points", fontsize=7, ha="center")
         spread = group.spreads[metric]
         interval = spread.interval
         if interval is not None:
@@ -109,9 +104,11 @@ def seed_scores(groups: Sequence[Group]) -> Figure | None:
         else:
             ax.plot([x - 0.15], [spread.mean], "_", color="black", markersize=14)
     ax.set_xticks(range(len(shown)), [g.name for g in shown], rotation=20, ha="right", fontsize=8)
-    ax.set_xlim(-0.6, len(shown) - 0.2)
+    ax.set_xlim(-0.5, len(shown) - 0.3)
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} of each {shown[0].over}; black: the group's mean and 95% interval", fontsize=10)
+    ax.set_title(
+        f"{metric} of each {shown[0].over} (labelled), worst to best; black: mean and 95% interval", fontsize=10
+    )
     ax.grid(axis="y", alpha=0.3)
     return fig
 

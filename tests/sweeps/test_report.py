@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import yaml
+from matplotlib.collections import PolyCollection
 
 from mnist_lab.sweeps.figures import learning_curves
 from mnist_lab.sweeps.groups import group_jobs
@@ -104,7 +105,8 @@ def test_the_learning_curve_is_the_mean_over_seeds_with_a_band_from_worst_to_bes
     groups = group_jobs(read_sweep(sweep))
     fig = learning_curves(groups)
     ax = fig.axes[0]
-    for group, line, band in zip(groups, ax.lines, ax.collections):
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    for group, line, band in zip(groups, ax.lines, bands, strict=True):
         histories = [json.loads((sweep / j.name / "metrics.json").read_text())["history"] for j in group.jobs]
         assert all([r["epoch"] for r in h] == [1] for h in histories)
         values = [h[0]["val/acc"] for h in histories]
