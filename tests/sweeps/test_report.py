@@ -8,6 +8,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -287,3 +289,18 @@ def test_report_html_shows_the_groups_and_both_figures_in_chromium_with_no_reque
         finally:
             browser.close()
     assert requests and all(urlsplit(url).scheme in ("file", "data") for url in requests), requests
+
+
+def test_the_report_draws_without_pyplot_and_leaves_the_backend_alone(two_models):
+    """Its figures are plain matplotlib Figures: a program that imports mnist_lab keeps its own backend."""
+    _, sweep = two_models
+    code = (
+        "import sys, matplotlib; from pathlib import Path; matplotlib.use('svg'); import mnist_lab.report;"
+        "from mnist_lab.sweeps.summary import write_summary;"
+        f"write_summary(Path({str(sweep)!r}));"
+        "print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "svg"]
+    assert (sweep / "report.html").stat().st_size > 10_000
