@@ -52,6 +52,7 @@ def two_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     result = run_cli(*args, cwd=here)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = [p.parent for p in here.glob("outputs/multirun/*/*/multirun.yaml")]
+    assert {"groups.csv", "report.html", "curves.png"} <= {p.name for p in sweep.iterdir()}  # at the sweep's end
     return here, sweep
 
 
@@ -214,7 +215,7 @@ def test_an_optuna_search_reports_its_best_trial_history_and_importances(tmp_pat
 
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     few = [*QUIET, "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
-    few += ["trainer.limit_val_batches=2", "hparams_search=optuna", "hydra.sweeper.n_trials=3"]
+    few += ["trainer.limit_val_batches=2", "hparams_search=optuna", "model=mlp", "hydra.sweeper.n_trials=3"]
     result = run_cli(*few, f"hydra.sweeper.storage={storage}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = [p.parent for p in tmp_path.glob("outputs/multirun/*/*/optimization_results.yaml")]
@@ -225,7 +226,7 @@ def test_an_optuna_search_reports_its_best_trial_history_and_importances(tmp_pat
     study = optuna.load_study(study_name="mnist_lab_cnn", storage=storage)  # what Optuna itself kept
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     (line,) = [line for line in printed.stdout.splitlines() if line.startswith("Best trial:")]
-    assert line.startswith(f"Best trial: #{study.best_trial.number} (job {study.best_trial.number}_cnn) of 3, ")
+    assert line.startswith(f"Best trial: #{study.best_trial.number} (job {study.best_trial.number}_mlp) of 3, ")
     assert f"val/acc_best {study.best_value:.4f}: " in line and study.best_value == best["best_value"]
     for key, value in best["best_params"].items():
         assert (f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}") in line.split(": ", 2)[2]
@@ -281,6 +282,9 @@ def test_report_html_shows_the_groups_and_both_figures_in_chromium_with_no_reque
             rows = page.locator("table.groups tbody tr")
             assert rows.count() == 2 and rows.nth(0).locator("td").nth(0).text_content() == "model=mlp"
             assert rows.nth(1).locator("td").nth(1).text_content() == "3"
+            (softmax,) = [row for row in read_csv(sweep / "groups.csv") if row["group"] == "model=softmax"]
+            p = float(softmax["p vs best"])
+            assert rows.nth(1).locator("td").last.text_content() == (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
             assert page.locator("table.jobs tbody tr").count() == 6
             for name in ("curves", "seeds"):
                 figure = page.locator(f"img#{name}")
