@@ -191,6 +191,13 @@ def diff_text(c: Comparison | None) -> str:
     return f"{c.diff:+.4f} [{c.interval[0]:+.4f}, {c.interval[1]:+.4f}]"
 
 
+def mean_text(spread: Spread) -> str:
+    """`0.9237 ± 0.0006`; the mean alone for one value, `-` for none."""
+    if spread.mean is None:
+        return "-"
+    return fmt(spread.mean) if spread.std is None else f"{fmt(spread.mean)} ± {fmt(spread.std)}"
+
+
 def interval_text(spread: Spread) -> str:
     ci = spread.interval
     return "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
@@ -213,9 +220,9 @@ def table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
             [
                 g.name,
                 str(g.n),
-                f"{fmt(test.mean)} ± {fmt(test.std)}",
+                mean_text(test),
                 interval_text(test),
-                f"{fmt(val.mean)} ± {fmt(val.std)}",
+                mean_text(val),
                 interval_text(val),
                 seed_text(g, best=False),
                 seed_text(g, best=True),
@@ -241,8 +248,9 @@ def notes(groups: list[Group]) -> list[str]:
         lines.append(f"p: two-sided t-test against the best group ({', '.join(tests)}).")
     single = [g.name for g in groups if g.n == 1]
     if single:
+        which = "every group" if len(single) == len(groups) > 1 else ", ".join(single)
         lines.append(
-            f"n = 1 ({', '.join(single)}): no interval can be given; run each configuration with several seeds, "
+            f"n = 1 ({which}): no interval can be given; run each configuration with several seeds, "
             f"e.g. add {MORE_SEEDS} to the sweep's command."
         )
     for g in groups:

@@ -167,4 +167,4 @@ def markdown(search: Search) -> str:
         lines += [f"| {k} | {v:.3f} |" for k, v in search.importances.items()]
     elif search.note:
         lines.append(search.note)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n"
