@@ -49,10 +49,11 @@ def distribution(spec: str, values: list[Any]) -> Any:
     import optuna.distributions as d
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+    from hydra.errors import HydraException
 
     try:
         sweep = OverridesParser.create().parse_override(f"x={spec}").value()
-    except Exception:  # noqa: BLE001 any spec Hydra cannot read: fall back to the values tried
+    except HydraException:  # a spec Hydra cannot read: fall back to the values tried
         sweep = None
     if isinstance(sweep, IntervalSweep):
         log = "log" in sweep.tags
