@@ -30,9 +30,10 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 
 def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, epochs: int, reason: str) -> dict:
     """What metrics.json records about a fit, however it ended."""
-    from mnist_lab.training.callbacks import EpochTimer
+    from mnist_lab.training.callbacks import EpochTimer, History
 
     timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
+    histories = [c for c in trainer.callbacks if isinstance(c, History)]
     epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
     checkpoint = trainer.checkpoint_callback
     return {
@@ -44,6 +45,7 @@ def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, ep
         "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
         "best_ckpt": (checkpoint.best_model_path or None) if checkpoint is not None else None,
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
+        "history": histories[0].rows if histories else [],  # per epoch: train/ and val/ loss and acc, seconds
     }
 
 

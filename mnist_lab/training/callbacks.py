@@ -53,6 +53,64 @@ class EpochTimer(L.Callback):
         self.seconds = list(state_dict["seconds"])
 
 
+class History(L.Callback):
+    """Each epoch's `train/loss`, `train/acc`, `val/loss`, `val/acc` and training seconds (from the
+    EpochTimer), as `rows`: metrics.json's `history`. Kept in checkpoints, so a resumed run continues it."""
+
+    TRAIN = ("train/loss", "train/acc")
+    VAL = ("val/loss", "val/acc")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._ended: int | None = None  # the epoch whose training ended and whose row is not written yet
+        self._val: dict[int, dict[str, float]] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            metrics = trainer.callback_metrics
+            self._val[trainer.current_epoch] = {k: float(metrics[k]) for k in self.VAL if k in metrics}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Callbacks run before the module logs the epoch's training metrics: the row is written at
+        # the next moment they are known (the epoch's checkpoint, the next epoch, the end of fit).
+        self._ended = trainer.current_epoch
+
+    def record(self, trainer: L.Trainer) -> None:
+        """Write the row of the epoch that has just ended, from what it logged."""
+        if self._ended is None:
+            return
+        epoch, self._ended = self._ended, None
+        metrics, val = trainer.callback_metrics, self._val.pop(epoch, {})
+        timers = [c.seconds for c in trainer.callbacks if isinstance(c, EpochTimer)]
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({k: float(metrics[k]) if k in metrics else None for k in self.TRAIN})
+        row.update({k: val.get(k) for k in self.VAL})
+        row["seconds"] = round(timers[0][epoch], 3) if timers and len(timers[0]) > epoch else None
+        self.rows = [r for r in self.rows if r["epoch"] != epoch + 1] + [row]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.record(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # The epoch's checkpoint is saved after its training metrics are logged, but Lightning took
+        # the callbacks' states before this hook: store the state with the epoch's row in it.
+        self.record(trainer)
+        if "callbacks" in checkpoint:
+            checkpoint["callbacks"][self.state_key] = self.state_dict()
+
+    def state_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, list[dict[str, Any]]]) -> None:
+        self.rows = [dict(r) for r in state_dict["rows"]]
+
+
 class Provenance(L.Callback):
     """Record in every checkpoint which LightningModule wrote it, what data it read and the config the
     command line chose, so that the checkpoint alone rebuilds it (mnist_lab.checkpoints.load) and the

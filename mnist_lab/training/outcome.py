@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from mnist_lab.checkpoints.paths import LAST
 from mnist_lab.errors import UserError
-from mnist_lab.training.callbacks import EpochTimer
+from mnist_lab.training.callbacks import EpochTimer, History
 
 
 def stop_reason(trainer: L.Trainer, epochs: int) -> str:
@@ -45,14 +45,14 @@ def spawned_threshold_reached(trainer: L.Trainer) -> bool:
 
 def recover_spawned_state(trainer: L.Trainer) -> int:
     """Epochs run. When other processes trained (ddp_spawn sends back only the metrics), this
-    process saw no epoch: restore the callbacks' states (epoch times) from their last checkpoint."""
+    process saw no epoch: restore the callbacks' states (epoch times, history) from their last checkpoint."""
     checkpoint = trainer.checkpoint_callback
     last = Path(checkpoint.dirpath or "") / LAST if checkpoint is not None else None
     if trainer.current_epoch > 0 or trainer.global_step > 0 or last is None or not last.is_file():
         return trainer.current_epoch
     state = torch.load(last, map_location="cpu", weights_only=True)
     for callback in trainer.callbacks:
-        if isinstance(callback, EpochTimer) and callback.state_key in state.get("callbacks", {}):
+        if isinstance(callback, (EpochTimer, History)) and callback.state_key in state.get("callbacks", {}):
             callback.load_state_dict(state["callbacks"][callback.state_key])
     return state["epoch"] + 1
 

@@ -168,7 +168,9 @@ def metrics(folder: Path) -> dict:
 
 
 def comparable(values: dict) -> dict:
-    return {k: v for k, v in values.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept = {k: v for k, v in values.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in values.get("history", [])]
+    return kept
 
 
 def submitted_script(sweep: Path) -> str:

@@ -3,6 +3,7 @@ that resumes to end exactly like an uninterrupted one."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,7 +81,9 @@ TINY = [
 
 
 def comparable(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept = {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics.get("history", [])]
+    return kept
 
 
 TESTS_ON_PATH = {"PYTHONPATH": str(TESTS)}
@@ -148,3 +152,33 @@ def test_a_second_ctrl_c_exits_at_once_when_the_first_would_take_long(tmp_path, 
     except subprocess.TimeoutExpired:
         pytest.fail("the second Ctrl-C did not end the run: it was still waiting for its step 5 s later")
     assert code == 130 and time.monotonic() - sent < 2.0
+
+
+def csv_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "csv" / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_metrics_json_keeps_every_epochs_history_and_a_resumed_run_continues_it(tmp_path):
+    """The history matches what Lightning's CSV logger recorded epoch by epoch, across a resume."""
+    tiny = [*QUIET, "model=softmax", "logger=csv", "test=false", "trainer.limit_train_batches=5"]
+    # Without the best-model checkpoint, only last.ckpt is written at the end of an epoch.
+    tiny += ["trainer.limit_val_batches=2", "callbacks.accuracy_stop=null", "callbacks.model_checkpoint=null"]
+    tiny += [f"hydra.run.dir={tmp_path}"]
+    first = run_cli(*tiny, "trainer.max_epochs=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert [r["epoch"] for r in json.loads((tmp_path / "metrics.json").read_text())["history"]] == [1, 2]
+    logged = csv_rows(tmp_path)  # the resumed run's logger starts a new file
+    resumed = run_cli(f"resume={tmp_path}", "trainer.max_epochs=3")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    logged += csv_rows(tmp_path)
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for row in history:
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+            (value,) = [float(r[key]) for r in logged if r[key] and int(r["epoch"]) == row["epoch"] - 1]
+            assert row[key] == pytest.approx(value, rel=1e-6), (row, key)
+    assert [row["seconds"] for row in history] == metrics["epoch_seconds"]
+    assert history[-1]["val/acc"] == pytest.approx(metrics["val/acc"])

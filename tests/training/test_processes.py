@@ -108,3 +108,6 @@ def test_ddp_spawn_runs_inside_a_multirun_with_full_metrics(tmp_path):
     metrics = job_metrics(sweep, "0_softmax")
     assert metrics["stop_reason"] == "accuracy_threshold" and metrics["epochs_run"] < 5
     assert len(metrics["epoch_seconds"]) == metrics["epochs_run"]
+    # The spawned processes trained; the history comes back with their last checkpoint.
+    assert [row["epoch"] for row in metrics["history"]] == list(range(1, metrics["epochs_run"] + 1))
+    assert metrics["history"][-1]["train/acc"] == pytest.approx(metrics["train/acc"])
