@@ -42,6 +42,7 @@ def register() -> None:
     from mnist_lab.sweeps import slurm
 
     OmegaConf.register_new_resolver(run_dir.RESOLVER, run_dir.new_dir, replace=True)
+    OmegaConf.register_new_resolver(run_dir.GROUP_RESOLVER, run_dir.sweep_group, replace=True)
     OmegaConf.register_new_resolver(hardware.RESOLVER, hardware.fast_precision, replace=True)
     slurm.register()
 

@@ -18,6 +18,7 @@ from mnist_lab.cli.command_line import CommandLine
 from mnist_lab.errors import UserError
 
 RESOLVER = "mnist_lab.new_dir"
+GROUP_RESOLVER = "mnist_lab.sweep_group"
 RUN_MARKERS = (".hydra", "metrics.json", "checkpoints")  # what every run leaves in its folder
 
 _claimed: dict[str, str] = {}
@@ -50,6 +51,12 @@ def new_dir(folder: str) -> str:
             atexit.register(_drop_if_empty, [os.path.abspath(candidate), *map(str, created)])
             break
     return _claimed[folder]
+
+
+def sweep_group(mode: object, sweep_dir: str) -> str | None:
+    """`${mnist_lab.sweep_group:${hydra:mode},${hydra:sweep.dir}}`: the sweep's folder, which names
+    the group its jobs share in an experiment tracker; None for a single run."""
+    return str(sweep_dir) if str(mode).endswith("MULTIRUN") else None
 
 
 def _exists(path: Path) -> bool:

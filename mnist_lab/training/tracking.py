@@ -1,5 +1,5 @@
 """What the experiment loggers get when a run ends: its hyperparameters next to its results, so
-that a sweep's runs can be compared in TensorBoard's HPARAMS tab, a CSV file or MLflow."""
+that a sweep's runs can be compared in TensorBoard's HPARAMS tab, a CSV file, MLflow or W&B."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
+
+from mnist_lab.training.wandb_logger import WandbLogger
 
 RESULTS = ("val/acc_best", "test/acc")
 
@@ -36,6 +38,9 @@ def log_results(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, Any])
             with SummaryWriter(logger.log_dir) as writer:
                 for summary in hparams(params, results):
                     writer.file_writer.add_summary(summary)
+        elif isinstance(logger, WandbLogger):  # W&B has the config already, nested as composed
+            logger.log_metrics(results, step=metrics.get("global_step", 0))
+            logger.finish()  # its summary written now; the next job of a sweep gets a run of its own
         else:
             logger.log_hyperparams(params)
             logger.log_metrics(results, step=metrics.get("global_step", 0))
