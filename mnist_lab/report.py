@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mnist_lab.cli.run_record import RECORD, describe, differing
 from mnist_lab.errors import UserError
 from mnist_lab.sweeps.summary import find_latest, write_summary
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         if not sweep.is_dir():
             raise UserError(f"{sweep} is not a folder; give the folder of a multirun, or latest")
         print(write_summary(sweep))
+        differences = describe(differing(sorted(p.parent for p in sweep.glob(f"*/{RECORD}"))))
+        if differences:
+            print(differences)
         print(f"wrote {sweep / 'summary.md'} and {sweep / 'summary.csv'}")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ProgressBar
 
     from mnist_lab.atomic import write_json_atomic
+    from mnist_lab.cli.run_record import record_trainer
     from mnist_lab.errors import Interrupted, NonFiniteLossError
     from mnist_lab.training.checks import check_devices
     from mnist_lab.training.hardware import skip_nvml_where_missing
@@ -85,6 +86,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, cfg.trainer.get("strategy", "auto"))
+    devices = trainer.num_devices * trainer.num_nodes
+    record_trainer(output_dir, str(trainer.precision), trainer.strategy.root_device.type, devices)
     check_nodes(trainer)
     log_rank(trainer)
     for logger in loggers:
