@@ -11,6 +11,9 @@ from PIL import Image, UnidentifiedImageError
 
 from mnist_lab.errors import UserError
 
+# The file names predict takes for images when it reads a folder or a pattern (lower case).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm")
+
 
 class ImageError(UserError):
     """An image file that cannot be read, decoded, or holds no digit."""
