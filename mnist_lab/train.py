@@ -74,9 +74,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     skip_nvml_where_missing()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("tune"):
+        from mnist_lab.training.tune import find_lr
+
+        lr = find_lr(cfg, output_dir)
+        if not cfg.tune.apply:
+            return {"lr_find": lr}
+        cfg.optimizer.lr = lr
+        log.info("training with the suggested optimizer.lr=%g", lr)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # runs stay on this machine
