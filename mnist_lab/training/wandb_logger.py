@@ -22,6 +22,8 @@ class WandbLogger(LightningWandbLogger):
 
     def __init__(self, offline: bool = True, watch: dict[str, Any] | None = None, **kwargs: Any) -> None:
         mode = (os.environ.get("WANDB_MODE") or "offline") if offline else "online"
+        if mode == "offline":
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")  # an offline run sends nothing anywhere
         super().__init__(offline=False, mode=kwargs.pop("mode", mode), **kwargs)
         self.watch_options = dict(watch) if watch else None
         self.watched: list[nn.Module] = []
@@ -49,6 +51,8 @@ class WandbLogger(LightningWandbLogger):
             self.finish(exit_code=1)
 
     def finish(self, exit_code: int = 0) -> None:
-        """End this logger's W&B run (writing its summary), if it started one."""
-        if self._experiment is not None:
-            self._experiment.finish(exit_code=exit_code)
+        """End the W&B run this process logs to (writing its summary), if one was started."""
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)
