@@ -56,9 +56,13 @@ def find_lr(cfg: DictConfig, output_dir: Path) -> float:
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, max_epochs=-1, max_steps=-1
     )
-    finder = Tuner(trainer).lr_find(
-        instantiate(cfg.model), datamodule=instantiate(cfg.data), update_attr=False, **settings
-    )
+    model: L.LightningModule = instantiate(cfg.model)
+    if not model.automatic_optimization:  # the finder raises the rate once per Lightning step
+        raise UserError(
+            "tune=lr_find needs one optimizer step per Lightning step, and steps=stacked makes several; "
+            "find the rate with steps=plain, then train with steps=stacked optimizer.lr=<rate>"
+        )
+    finder = Tuner(trainer).lr_find(model, datamodule=instantiate(cfg.data), update_attr=False, **settings)
     index = steepest(finder.results["lr"], finder.results["loss"], cfg.tune.mode) if finder is not None else None
     if index is None:
         tried = len(finder.results["lr"]) if finder is not None else 0

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import QUIET, run_cli
+from conftest import QUIET, one_error_line, run_cli
 
 SOFTMAX = ["model=softmax", "trainer.accelerator=cpu", "logger=none", *QUIET]
 
@@ -49,3 +49,12 @@ def test_tune_apply_true_trains_with_the_suggested_rate(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["optimizer_states"][0]["param_groups"][0]["lr"] == lr != 0.001  # not the config's own rate
     assert state["global_step"] == 5 and json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_lr_find_on_stacked_steps_is_refused_with_the_way_round(tmp_path):
+    result = run_cli(*SOFTMAX, "steps=stacked", "tune=lr_find", f"hydra.run.dir={tmp_path / 'run'}")
+    assert one_error_line(result) == (
+        "tune=lr_find needs one optimizer step per Lightning step, and steps=stacked makes several; "
+        "find the rate with steps=plain, then train with steps=stacked optimizer.lr=<rate>"
+    )
+    assert not (tmp_path / "run").exists()
