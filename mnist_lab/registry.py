@@ -7,6 +7,8 @@ which every entry point calls first (nothing is registered on import).
   process got there first.
 - `${mnist_lab.fast_precision:}` is the machine's fast arithmetic (mnist_lab.training.hardware).
 - `${mnist_lab.slurm_gpus:<accelerator>,<devices>}` is what conf/hydra/launcher/slurm.yaml asks for.
+- `${mnist_lab.sweep_group:${hydra:mode},${hydra:sweep.dir}}` names the group a sweep's jobs share in
+  an experiment tracker (conf/logger/wandb.yaml).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mnist_lab.training.hardware import fast_precision
 NEW_DIR = "mnist_lab.new_dir"
 FAST_PRECISION = "mnist_lab.fast_precision"
 SLURM_GPUS = "mnist_lab.slurm_gpus"
+SWEEP_GROUP = "mnist_lab.sweep_group"
 
 claimed: dict[str, str] = {}  # `${mnist_lab.new_dir:<folder>}` -> the folder this process created for it
 
@@ -63,11 +66,17 @@ def slurm_gpus(accelerator: str, devices: int) -> int | None:
     return devices if str(accelerator).lower() in ("gpu", "cuda") else None
 
 
+def sweep_group(mode: object, sweep_dir: str) -> str | None:
+    """The sweep's folder, which names the group its jobs share in an experiment tracker; None for a single run."""
+    return str(sweep_dir) if str(mode).endswith("MULTIRUN") else None
+
+
 def register_resolvers() -> None:
     """Make the configs' resolvers known to OmegaConf (every process that composes or runs a config)."""
     OmegaConf.register_new_resolver(NEW_DIR, new_dir, replace=True)
     OmegaConf.register_new_resolver(FAST_PRECISION, fast_precision, replace=True)
     OmegaConf.register_new_resolver(SLURM_GPUS, slurm_gpus, replace=True)
+    OmegaConf.register_new_resolver(SWEEP_GROUP, sweep_group, replace=True)
 
 
 def register() -> None:

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mnist_lab.cli.run_record import RECORD, describe, differing
 from mnist_lab.errors import UserError
 
 DESCRIPTION = (
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
             runs = [read_run(Path(f)) for f in args.folders]
             print(compare(*runs, args.out or args.outputs / "compare"))
+            differences = describe(differing([Path(f) for f in args.folders]))
+            if differences:
+                print(differences)
             return 0
         if len(args.folders) > 2:
             raise UserError("give one sweep folder (or latest), or two run folders to compare")
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"python -m mnist_lab.report {sweep} <other run>"
             )
         print(write_summary(sweep, over=args.over))
+        differences = describe(differing(sorted(p.parent for p in sweep.glob(f"*/{RECORD}"))))
+        if differences:
+            print(differences)
         print(f"wrote {sweep / 'summary.md'}, summary.csv, groups.csv and report.html")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -70,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ProgressBar
 
     from mnist_lab.atomic import write_json_atomic
+    from mnist_lab.cli.run_record import record_trainer
     from mnist_lab.errors import Interrupted, NonFiniteLossError
     from mnist_lab.training.checks import check_devices
     from mnist_lab.training.hardware import skip_nvml_where_missing
@@ -80,11 +81,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     skip_nvml_where_missing()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("tune"):
+        from mnist_lab.training.tune import find_lr
+
+        lr = find_lr(cfg, output_dir)
+        if not cfg.tune.apply:
+            return {"lr_find": lr}
+        cfg.optimizer.lr = lr
+        log.info("training with the suggested optimizer.lr=%g", lr)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     # Build
-    output_dir = Path(cfg.paths.output_dir)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # runs stay on this machine
@@ -93,6 +102,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    record_trainer(
+        output_dir, str(trainer.precision), trainer.strategy.root_device.type, trainer.num_devices * trainer.num_nodes
+    )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

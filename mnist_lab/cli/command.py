@@ -23,6 +23,7 @@ from mnist_lab.cli import run_dir
 from mnist_lab.cli.command_line import CommandLine, read_command_line
 from mnist_lab.cli.help import render_help
 from mnist_lab.cli.overrides import check_overrides
+from mnist_lab.cli.run_record import typed, write_record
 from mnist_lab.errors import Interrupted, UserError
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,16 @@ class JobFailed(CompactHydraException):
     one line instead of a traceback."""
 
 
-def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run a command's task inside Hydra: user errors become one logged line and exit code 1
-    (HYDRA_FULL_ERROR=1 shows the traceback instead), an interrupt the command that resumes.
-    In a multirun a failed job is logged and left to Hydra, so that the other jobs go on."""
+def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig, command_line: str = "") -> Any:
+    """Run a command's task inside Hydra, with run.json recording what ran (`command_line`: as typed):
+    user errors become one logged line and exit code 1 (HYDRA_FULL_ERROR=1 shows the traceback instead),
+    an interrupt the command that resumes. In a multirun a failed job is logged and left to Hydra, so
+    that the other jobs go on."""
     registry.register_resolvers()  # a job on a cluster node is a process of its own
     setup_logging()
     try:
+        # Commands other than training predict in float32; training records the precision its trainer chose.
+        write_record(HydraConfig.get().runtime.output_dir, command_line, None if "trainer" in cfg else "32-true")
         return task(cfg)
     except Interrupted as stop:
         log.warning(
@@ -123,6 +127,7 @@ def run_command(
     registry.register()
     line = read_command_line(sys.argv)
     command = "python -m mnist_lab" + ("" if name == "train" else f".{name}")
+    command_line = typed(command, sys.argv)
     try:
         resuming = rewrite is not None and line.has("resume")
         if rewrite is not None:
@@ -138,7 +143,9 @@ def run_command(
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     sys.argv = line.argv()
-    main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=name)(lambda cfg: run_task(task, cfg))
+    main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=name)(
+        lambda cfg: run_task(task, cfg, command_line)
+    )
     return main()
 
 

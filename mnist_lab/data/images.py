@@ -11,6 +11,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_lab.errors import UserError
 
+# The file names predict takes for images when it reads a folder or a pattern (lower case); HEIC/HEIF
+# is a phone camera's default format.
+IMAGE_SUFFIXES = (
+    *(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".heic", ".heif"),
+)
+
 
 class ImageError(UserError):
     """An image file that cannot be read, decoded, or holds no digit."""
@@ -24,8 +30,6 @@ class ImageTooLargeError(ImageError):
     """An image with more pixels than allowed: refused before its pixels are decoded."""
 
 
-# Suffixes of the image files predict reads; HEIC/HEIF is a phone camera's default format.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".heic", ".heif")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
 # Pictures are decoded at no more than this side: a 12-megapixel JPEG is decoded at 1/4 or 1/8 of its
 # size straight from its DCT blocks, in a fraction of the time of a full decode (to_mnist reads 320 px).

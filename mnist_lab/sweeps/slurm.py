@@ -60,11 +60,47 @@ def partitions() -> str:
     return "|".join(sorted(set(out.split()))) or "<name>"
 
 
-def submission_error(sbatch_stderr: str) -> str:
-    """One sentence for sbatch's refusal: its own words, then the override that fixes it."""
+def partition_nodes() -> tuple[dict[str, int], str | None]:
+    """Each partition's node count, per sinfo, and the default partition's name ({}, None when sinfo cannot tell)."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-s", "-o", "%P|%D"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}, None
+    sizes, default = {}, None
+    for line in out.splitlines():
+        name, _, count = line.strip().partition("|")
+        if name and count.isdigit():
+            if name.endswith("*"):
+                name = default = name.removesuffix("*")
+            sizes[name] = sizes.get(name, 0) + int(count)
+    return sizes, default
+
+
+def node_count_fix(nodes: int, partition: str | None) -> str:
+    """What to do when a job asks for more nodes (`nodes`) than its partition (None: the default) has."""
+    sizes, default = partition_nodes()
+    name = partition or default
+    has = f"partition {name} has {sizes[name]}" if name in sizes else f"partition {name or '(the default)'}"
+    asked = f"the jobs ask for {nodes} nodes (trainer.num_nodes={nodes}) and {has}"
+    enough = sorted(p for p, count in sizes.items() if count >= nodes and p != name)
+    if enough:
+        return (
+            f"{asked}; partitions with {nodes} or more nodes: {', '.join(enough)}: choose one with "
+            f"hydra.launcher.partition={enough[0]}, or train on fewer nodes with trainer.num_nodes=<n>"
+        )
+    largest = max(sizes.values(), default=1)
+    return f"{asked}; no partition has {nodes} nodes: train on at most {largest} with trainer.num_nodes={largest}"
+
+
+def submission_error(sbatch_stderr: str, params: dict[str, Any] | None = None) -> str:
+    """One sentence for sbatch's refusal: its own words, then the override that fixes it (`params`:
+    the launcher's, for the nodes and partition the jobs asked for)."""
     words = "; ".join(
         line.strip().removeprefix("sbatch: error: ") for line in sbatch_stderr.splitlines() if line.strip()
     )
+    params = params or {}
+    if "node count" in words.lower() and isinstance(params.get("nodes"), int):
+        return f"sbatch refused the sweep's jobs ({words}): {node_count_fix(params['nodes'], params.get('partition'))}"
     fix = next((fix for key, fix in FIXES if key in words.lower()), "fix the hydra.launcher.* setting it names")
     if "{partitions}" in fix:
         fix = fix.format(partitions=partitions())
@@ -183,7 +219,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             jobs = submitter.map_array(launcher, *zip(*jobs_args))
     except FailedJobError as err:
         drop_if_nothing_ran(folder)
-        refuse(submission_error(str(err)))
+        refuse(submission_error(str(err), dict(launcher.params)))
     if not keeps_accounting():
         watcher = queue_watcher()
         for job in jobs:

@@ -240,8 +240,15 @@ def test_ddp_trains_across_two_slurm_tasks_into_one_run_folder(tmp_path, slurm_s
             "invalid partition specified: nosuch",
             "choose one of this cluster's partitions with hydra.launcher.partition=",
         ),
+        pytest.param(
+            "trainer.num_nodes=2",
+            "Node count specification invalid",
+            "ask for 2 nodes (trainer.num_nodes=2) and partition cpu has 1; partitions with 2 or more nodes: "
+            "two: choose one with hydra.launcher.partition=two",
+            marks=two_nodes,
+        ),
     ],
-    ids=["gpus-on-a-cpu-partition", "unknown-partition"],
+    ids=["gpus-on-a-cpu-partition", "unknown-partition", "more-nodes-than-the-partition-has"],
 )
 def test_a_job_sbatch_refuses_is_one_line_naming_the_fix(tmp_path, slurm_sweep, override, said, fix):
     run = slurm_sweep(tmp_path / "sweep", "model=softmax", override)
