@@ -49,7 +49,11 @@ def confusion_matrix(matrix: np.ndarray) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG and free it."""
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """Write a figure as PNG (atomically: a full disk leaves no half picture) and free it."""
+    from mnist_lab.atomic import write_atomic
+
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return path

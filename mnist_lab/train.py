@@ -7,6 +7,8 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +32,11 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 
 def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, epochs: int, reason: str) -> dict:
     """What metrics.json records about a fit, however it ended."""
-    from mnist_lab.training.callbacks import EpochTimer
+    from mnist_lab.training.callbacks import EpochMetrics, EpochTimer
 
     timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
+    # A fit resumed from its last epoch's checkpoint runs no epoch: the checkpoint's metrics are the run's.
+    restored = next((c.restored for c in trainer.callbacks if isinstance(c, EpochMetrics)), {})
     epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
     checkpoint = trainer.checkpoint_callback
     return {
@@ -43,8 +47,34 @@ def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, ep
         "epoch_seconds": epoch_seconds,  # training only, validation excluded
         "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
         "best_ckpt": (checkpoint.best_model_path or None) if checkpoint is not None else None,
+        **restored,
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
     }
+
+
+@contextmanager
+def resumable_when_disk_fills(output_dir: Path) -> Iterator[None]:
+    """A full disk anywhere in the run (checkpoint, metrics.json, a logger's files) ends it with one
+    line: which file, the space left, the checkpoints kept, and the command that resumes."""
+    from mnist_lab.checkpoints.paths import resume_point
+    from mnist_lab.disk import disk_full_error
+    from mnist_lab.errors import UserError
+
+    try:
+        yield
+    except Exception as err:
+        full = disk_full_error(err, output_dir)
+        if full is None:
+            raise
+        kept = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
+        if resume_point(output_dir) is None:
+            raise UserError(
+                f"{full}; no checkpoint was written yet: free some space, then start the run again"
+            ) from err
+        raise UserError(
+            f"{full}; the checkpoints written before are intact ({', '.join(kept)}): free some space, "
+            f"then resume with: python -m mnist_lab resume={output_dir}"
+        ) from err
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -123,7 +153,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def objective(cfg: DictConfig) -> float | None:
     """One training run, scored for a sweeper: its val/acc_best."""
-    return train(cfg).get("val/acc_best")
+    with resumable_when_disk_fills(Path(cfg.paths.output_dir)):
+        return train(cfg).get("val/acc_best")
 
 
 def main() -> None:
