@@ -152,8 +152,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def objective(cfg: DictConfig) -> float | None:
-    """One training run, scored for a sweeper: its val/acc_best."""
-    with resumable_when_disk_fills(Path(cfg.paths.output_dir)):
+    """One training run, scored for a sweeper: its val/acc_best. It alone writes its run folder."""
+    from mnist_lab.cli.run_lock import one_writer
+
+    output_dir = Path(cfg.paths.output_dir)
+    with one_writer(output_dir), resumable_when_disk_fills(output_dir):
         return train(cfg).get("val/acc_best")
 
 

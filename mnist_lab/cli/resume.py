@@ -8,6 +8,7 @@ from pathlib import Path
 from mnist_lab.checkpoints.paths import LAST, CheckpointError, newest_run
 from mnist_lab.checkpoints.trust import normalise
 from mnist_lab.cli.command_line import CommandLine, read_command_line
+from mnist_lab.cli.run_lock import check_free
 from mnist_lab.errors import UserError
 
 
@@ -26,6 +27,7 @@ def resume(line: CommandLine) -> CommandLine:
         raise UserError(str(err).replace("ckpt_path=latest", "resume=latest")) from err
     if not (run / ".hydra" / "config.yaml").is_file():
         raise UserError(f"resume={run}: not a mnist_lab run folder (no .hydra/config.yaml); give the folder of a run")
+    check_free(run)  # before a checkpoint is read or a line logged: another run writes there now
     from mnist_lab.checkpoints.load import resume_from  # reads the checkpoints with torch
 
     try:
