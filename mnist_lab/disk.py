@@ -30,11 +30,12 @@ class DiskFullError(UserError):
 
 def human_bytes(size: int) -> str:
     """`0 B`, `12.3 kB`, `4.1 MB`, `2.0 GB`: a size as people read it."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+    value, unit = float(size), "B"
+    for bigger in ("kB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def free_bytes(path: str | Path) -> int | None:

@@ -78,7 +78,8 @@ class Limits:
 
     def closed(self, transport: asyncio.Transport) -> None:
         """A connection closed, by either side."""
-        connection = self.open.pop(peer_of(transport), None) if peer_of(transport) is not None else None
+        peer = peer_of(transport)
+        connection = self.open.pop(peer, None) if peer is not None else None
         if connection is not None and connection.timer is not None:
             connection.timer.cancel()
 

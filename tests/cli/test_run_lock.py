@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from mnist_lab.cli.run_lock import HOLDER
+import pytest
+
+from mnist_lab.cli.run_lock import HOLDER, FolderInUse, one_writer
 
 from conftest import QUIET, one_error_line, run_cli
 
@@ -98,3 +100,40 @@ def test_a_second_command_on_a_running_run_ends_at_once_and_a_killed_runs_lock_b
     resumed = run_cli(f"resume={run}", "trust=[paced.]", "callbacks.pace=null", env=ON_PATH)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 30
+
+
+HOLD = """
+import sys, time
+from mnist_lab.cli.run_lock import one_writer
+with one_writer(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_requeued_slurm_job_takes_the_lock_over_from_its_own_earlier_task(tmp_path, monkeypatch):
+    # The earlier task of SLURM job 77 still exits while its requeue starts; another job must not wait.
+    earlier = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path), "1.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**ON_PATH, "SLURM_JOB_ID": "77", "SLURM_RESTART_COUNT": "0", "SLURM_PROCID": "0"},
+    )
+    try:
+        assert earlier.stdout.readline().strip() == "held"
+        held_at = time.monotonic()
+        monkeypatch.setenv("SLURM_PROCID", "0")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+        monkeypatch.setenv("SLURM_JOB_ID", "78")
+        started = time.monotonic()
+        with pytest.raises(FolderInUse, match=rf"in use by process {earlier.pid} on .* \(SLURM job 77\), since "):
+            with one_writer(tmp_path):
+                pass
+        assert time.monotonic() - started < 1.0  # another job's task: refused at once
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        with one_writer(tmp_path):
+            assert time.monotonic() - held_at >= 1.4  # it waited for the earlier task to let go
+            assert json.loads((tmp_path / HOLDER).read_text())["pid"] == os.getpid()
+    finally:
+        earlier.kill()
+        earlier.wait(timeout=30)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import Server, start_server, stop
+from conftest import Server, one_error_line, run_cli, start_server, stop
 
 TIMEOUT_S = 1.0
 MAX_CONNECTIONS = 4
@@ -94,3 +94,16 @@ def test_a_request_beyond_max_connections_gets_503_until_the_slow_ones_are_close
     for sock in slow:
         assert status_and_error(until_closed(sock))[0] == 408
     assert server.healthy()  # their sockets are free again
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("request_timeout_s=0", "request_timeout_s must be a number of seconds > 0, got 0; e.g. 10"),
+        ("max_connections=0", "max_connections must be a whole number >= 1, got 0; e.g. 512"),
+    ],
+)
+def test_limits_that_would_let_no_request_through_are_one_line(tmp_path, override, said):
+    result = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", module="mnist_lab.serve")
+    assert one_error_line(result) == said
+    assert not (tmp_path / "run").exists()
