@@ -3,13 +3,17 @@
     python benchmarks/serve_load.py outputs/cnn_run outputs/mlp_run      # one server per checkpoint
     python benchmarks/serve_load.py outputs/cnn_run --naive                # also a naive FastAPI app
     python benchmarks/serve_load.py --url http://127.0.0.1:8000            # a server already running
+    python benchmarks/serve_load.py outputs/cnn_run --slow-clients 300     # ... while 300 clients stall
 
 Each client thread keeps one HTTP/1.1 connection open and posts the same 140x140 PNG of a digit,
 until `--requests` have been answered in all (after `--warmup` unmeasured ones). An error is any
 answer that is not 200 with the same digit as the first answer, or a failed connection.
 Requests/s counts the measured requests over the time they took; p50/p99 are their latencies.
 `--naive` also measures the obvious app: FastAPI, decode + preprocessing + a single-image forward
-in each request, torch's default threads. Results go to benchmarks/results/serve_load.json.
+in each request, torch's default threads. `--slow-clients N` holds N more connections open that
+each send half a request (a slowloris) from before the warm-up to the end: it reports how many the
+server had closed by then (request_timeout_s) and how many of its answers were 503
+(max_connections). Results go to benchmarks/results/serve_load.json.
 """
 
 import argparse
@@ -148,11 +152,40 @@ def post_many(
     return latencies, errors, time.perf_counter() - started
 
 
-def load(url: str, body: bytes, requests: int, clients: int, warmup: int) -> dict:
-    """Warm the server up, then measure `requests` posts from `clients` concurrent clients."""
+def stall(url: str, count: int) -> list[socket.socket]:
+    """`count` connections that each send the first half of a request's headers, then nothing."""
+    parts = urlsplit(url)
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Ty")
+        socks.append(sock)
+    return socks
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed this stalled connection (it may have said 408 first)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+        return True  # end of file: closed
+    except BlockingIOError:
+        return False  # open, nothing sent
+    except OSError:
+        return True  # reset
+    finally:
+        sock.close()
+
+
+def load(url: str, body: bytes, requests: int, clients: int, warmup: int, slow_clients: int = 0) -> dict:
+    """Warm the server up, then measure `requests` posts from `clients` concurrent clients (while
+    `slow_clients` stalled connections stay open, if any)."""
     expected: list[int] = []  # the first answer's digit: every later answer must agree
+    stalled = stall(url, slow_clients)
     _, warmup_errors, _ = post_many(url, body, warmup, clients, expected)
     latencies, errors, seconds = post_many(url, body, requests, clients, expected)
+    closed = sum(closed_by_server(sock) for sock in stalled)
     ms = sorted(1000 * t for t in latencies)
 
     def percentile(q: float) -> float | None:
@@ -171,6 +204,9 @@ def load(url: str, body: bytes, requests: int, clients: int, warmup: int) -> dic
         "p99_ms": percentile(0.99),
         "max_ms": round(ms[-1], 2) if ms else None,
         "mean_ms": round(statistics.fmean(ms), 2) if ms else None,
+        "slow_clients": slow_clients,
+        "slow_clients_closed_by_server": closed,
+        "answered_503": sum(e.startswith("503") for e in warmup_errors + errors),
     }
 
 
@@ -222,6 +258,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first")
     parser.add_argument("--naive", action="store_true", help="also measure the naive FastAPI app per checkpoint")
     parser.add_argument(
+        "--slow-clients", type=int, default=0, help="connections that stall half-way through a request meanwhile"
+    )
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -245,7 +284,7 @@ def main() -> None:
             {
                 "server": args.url,
                 "model": health.get("model"),
-                **load(args.url, body, args.requests, args.clients, args.warmup),
+                **load(args.url, body, args.requests, args.clients, args.warmup, args.slow_clients),
             }
         )
     for ckpt in args.checkpoints:
@@ -254,7 +293,7 @@ def main() -> None:
                 process, url = start_server(ckpt, naive, args.server_arg, Path(run_dir))
                 try:
                     health = wait_until_up(url, process, Path(run_dir) / "server.log")
-                    result = load(url, body, args.requests, args.clients, args.warmup)
+                    result = load(url, body, args.requests, args.clients, args.warmup, args.slow_clients)
                 finally:
                     stop_server(process)
             runs.append(
@@ -272,6 +311,11 @@ def main() -> None:
             f"p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, {run['errors']} errors "
             f"({run['clients']} clients, {run['requests']} requests)"
         )
+        if run["slow_clients"]:
+            print(
+                f"    {run['slow_clients']} stalled connections: {run['slow_clients_closed_by_server']} closed by "
+                f"the server by the end, {run['answered_503']} answers were 503"
+            )
         for error in run["first_errors"]:
             print(f"    {error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
+from mnist_lab.atomic import write_atomic
 from mnist_lab.cli.command import run_command, run_folder
 from mnist_lab.errors import UserError
 
@@ -30,8 +32,9 @@ def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tenso
         raise UserError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from err
     for name in ("onnxscript", "onnx_ir"):  # their optimiser narrates every pass at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
+    model = io.BytesIO()  # written whole below: a full disk leaves no half file
     module.to_onnx(
-        path,
+        model,
         example,
         input_names=["images"],
         output_names=["logits"],
@@ -40,6 +43,7 @@ def export_onnx(module: L.LightningModule, example: Tensor, path: Path) -> Tenso
         dynamic_shapes=({0: torch.export.Dim("batch")},),  # the first argument of forward
         external_data=False,
     )  # one self-contained file, not model.onnx + model.onnx.data
+    write_atomic(path, lambda f: f.write(model.getvalue()))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
 
@@ -50,7 +54,8 @@ def export_torchscript(module: L.LightningModule, example: Tensor, path: Path) -
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format asked for
-        module.to_torchscript(path, method="trace", example_inputs=example)
+        traced = module.to_torchscript(method="trace", example_inputs=example)
+        write_atomic(path, lambda f: torch.jit.save(traced, f))  # a full disk leaves no half file
         return torch.jit.load(str(path))(example)
 
 

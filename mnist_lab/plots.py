@@ -47,6 +47,8 @@ def confusion_matrix(matrix: np.ndarray) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG."""
-    fig.savefig(path, dpi=100)
+    """Write a figure as PNG, atomically: a full disk leaves no half picture."""
+    from mnist_lab.atomic import write_atomic
+
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return path

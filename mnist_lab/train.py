@@ -7,6 +7,8 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +32,12 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 
 def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, epochs: int, reason: str) -> dict:
     """What metrics.json records about a fit, however it ended."""
-    from mnist_lab.training.callbacks import EpochTimer, History
+    from mnist_lab.training.callbacks import EpochMetrics, EpochTimer, History
 
     timers = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
     histories = [c for c in trainer.callbacks if isinstance(c, History)]
+    # A fit resumed from its last epoch's checkpoint runs no epoch: the checkpoint's metrics are the run's.
+    restored = next((c.restored for c in trainer.callbacks if isinstance(c, EpochMetrics)), {})
     epoch_seconds = [round(s, 3) for s in timers[0].seconds] if timers else []
     checkpoint = trainer.checkpoint_callback
     return {
@@ -44,6 +48,7 @@ def run_metrics(trainer: L.Trainer, model: L.LightningModule, seconds: float, ep
         "epoch_seconds": epoch_seconds,  # training only, validation excluded
         "seconds_per_epoch": round(statistics.median(epoch_seconds), 3) if epoch_seconds else None,
         "best_ckpt": (checkpoint.best_model_path or None) if checkpoint is not None else None,
+        **restored,
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))},
         "history": histories[0].rows if histories else [],  # per epoch: train/ and val/ loss and acc, seconds
     }
@@ -59,6 +64,31 @@ def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDat
         return fit_across(trainer, model, datamodule, cfg)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     return trainer.current_epoch
+
+
+@contextmanager
+def resumable_when_disk_fills(output_dir: Path) -> Iterator[None]:
+    """A full disk anywhere in the run (checkpoint, metrics.json, a logger's files) ends it with one
+    line: which file, the space left, the checkpoints kept, and the command that resumes."""
+    from mnist_lab.checkpoints.paths import resume_point
+    from mnist_lab.disk import disk_full_error
+    from mnist_lab.errors import UserError
+
+    try:
+        yield
+    except Exception as err:
+        full = disk_full_error(err, output_dir)
+        if full is None:
+            raise
+        kept = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
+        if resume_point(output_dir) is None:
+            raise UserError(
+                f"{full}; no checkpoint was written yet: free some space, then start the run again"
+            ) from err
+        raise UserError(
+            f"{full}; the checkpoints written before are intact ({', '.join(kept)}): free some space, "
+            f"then resume with: python -m mnist_lab resume={output_dir}"
+        ) from err
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -139,8 +169,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def objective(cfg: DictConfig) -> float | None:
-    """One training run, scored for a sweeper: its val/acc_best."""
-    return train(cfg).get("val/acc_best")
+    """One training run, scored for a sweeper: its val/acc_best. It alone writes its run folder."""
+    from mnist_lab.cli.run_lock import one_writer
+
+    output_dir = Path(cfg.paths.output_dir)
+    with one_writer(output_dir), resumable_when_disk_fills(output_dir):
+        return train(cfg).get("val/acc_best")
 
 
 def main() -> None:

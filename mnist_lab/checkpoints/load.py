@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from mnist_lab.checkpoints.paths import CheckpointError, resolve_checkpoint
+from mnist_lab.checkpoints.paths import START, CheckpointError, resolve_checkpoint, resume_candidates
 from mnist_lab.checkpoints.trust import RUN_RESOLVERS, RUN_TARGETS, TrustError, check_targets
 
 CLASSIFIER = "mnist_lab.models.classifier.Classifier"  # what a checkpoint without a mnist_lab record holds
@@ -122,9 +122,64 @@ def load_checkpoint(
     return LoadedModel(model, path, record.get("dataset") or "MNIST", trained_with)
 
 
-def check_run_files(run: Path, checkpoint: Path, trust: Sequence[str] = ()) -> None:
-    """Refuse to resume a run whose saved config or checkpoint names code that is not trusted
-    (mnist_lab's, torch's optimizers, Lightning's trainer parts, torchvision's datasets, `trust`)."""
+@dataclass
+class ResumePoint:
+    """The checkpoint a run resumes from, and the newer ones that could not be read."""
+
+    path: Path
+    epochs_done: int  # full epochs the checkpoint holds (0: the state before the first)
+    unreadable: list[tuple[Path, str]]  # (checkpoint, why), newest first
+
+    @property
+    def fallback(self) -> str | None:
+        """One line for a resume that skips unreadable checkpoints: which, and where it goes on from."""
+        if not self.unreadable:
+            return None
+        skipped = ", ".join(f"{p.name} ({why})" for p, why in self.unreadable)
+        at = f"after epoch {self.epochs_done}" if self.epochs_done else "before its first epoch"
+        return (
+            f"{skipped} cannot be read: resuming from {self.path.name}, the newest readable checkpoint "
+            f"in {self.path.parent} ({at})"
+        )
+
+
+def resume_from(run: Path, trust: Sequence[str] = ()) -> ResumePoint | None:
+    """The newest readable checkpoint of a run folder to resume from, after checking that the
+    folder's config and that checkpoint name only trusted code (newest_readable says the rest)."""
+    check_run_config(run, trust)
+    return newest_readable(run, trust)
+
+
+def newest_readable(run: Path, trust: Sequence[str] | None = None) -> ResumePoint | None:
+    """The newest checkpoint of a run folder that holds a whole training state, in the order of
+    checkpoints.paths.resume_candidates (checked to name only trusted code unless `trust` is None).
+    None when the folder has no checkpoint; CheckpointError when it has only unreadable ones."""
+    unreadable: list[tuple[Path, str]] = []
+    for checkpoint in resume_candidates(run):
+        try:
+            contents = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except UNREADABLE as err:
+            unreadable.append((checkpoint, type(err).__name__))
+            continue
+        if not isinstance(contents, dict) or not {"epoch", "optimizer_states"} <= contents.keys():
+            unreadable.append((checkpoint, "weights only, no training state"))
+            continue
+        if trust is not None:
+            check_targets(contents.get("hyper_parameters", {}), trust, source=str(checkpoint))
+        # Saved at an epoch's end, `epoch` is that epoch's index; start.ckpt is the state before any.
+        return ResumePoint(checkpoint, 0 if checkpoint.name == START else contents["epoch"] + 1, unreadable)
+    if not unreadable:
+        return None
+    raise CheckpointError(
+        f"no checkpoint in {run / 'checkpoints'} can be read ("
+        + ", ".join(f"{p.name}: {why}" for p, why in unreadable)
+        + "); start a new run instead"
+    )
+
+
+def check_run_config(run: Path, trust: Sequence[str] = ()) -> None:
+    """Refuse to resume a run whose saved config names code that is not trusted (mnist_lab's,
+    torch's optimizers, Lightning's trainer parts, torchvision's datasets, `trust`)."""
     config_file = run / ".hydra" / "config.yaml"
     try:
         config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
@@ -139,10 +194,3 @@ def check_run_files(run: Path, checkpoint: Path, trust: Sequence[str] = ()) -> N
             "would run code before any check; give resume= the folder of a mnist_lab run"
         )
     check_targets(config, trust, source=str(config_file), trusted=RUN_TARGETS, resolvers=RUN_RESOLVERS)
-    try:
-        contents = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except UNREADABLE as err:
-        raise CheckpointError(
-            f"{checkpoint} is not a readable checkpoint ({type(err).__name__}); start a new run instead"
-        ) from err
-    check_targets(contents.get("hyper_parameters", {}), trust, source=str(checkpoint))

@@ -55,6 +55,14 @@ def resume_point(run_dir: Path) -> Path | None:
     return None
 
 
+def resume_candidates(run_dir: Path) -> list[Path]:
+    """Every checkpoint a run folder could resume from, newest first: resume_point's choice, then the
+    others (its best checkpoints hold a whole training state too) by the time they were written."""
+    first = resume_point(run_dir)
+    others = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p != first and p.is_file()]
+    return ([first] if first is not None else []) + sorted(others, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def resolve_checkpoint(spec: str | Path, outputs_dir: str | Path = "outputs") -> Path:
     """Turn `ckpt_path` (a .ckpt file, a run folder, or `latest`) into a checkpoint file."""
     if str(spec) == "latest":

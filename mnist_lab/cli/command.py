@@ -24,6 +24,7 @@ from mnist_lab.cli.command_line import CommandLine, read_command_line
 from mnist_lab.cli.help import render_help
 from mnist_lab.cli.overrides import check_overrides
 from mnist_lab.cli.run_record import typed, write_record
+from mnist_lab.disk import DiskFullError, disk_full_error
 from mnist_lab.errors import Interrupted, UserError
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,22 @@ def setup_logging() -> None:
         logger.propagate = True
     for handler in logging.getLogger().handlers:
         handler.addFilter(DropTips())
+    # A log file on a full disk must not print a traceback per line over the one-line error that
+    # says so: the console still shows every line. (logging's documented setting for production.)
+    logging.raiseExceptions = False
     # TensorBoard's graph export traces the model with torch.jit, which torch now flags as deprecated.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-def user_message(err: Exception) -> str | None:
-    """One line for an error the user caused and can fix; None for anything else (a bug)."""
-    if isinstance(err, UserError):
+def user_message(err: Exception, folder: str | Path = ".") -> str | None:
+    """One line for an error the user caused and can fix; None for anything else (a bug).
+    `folder`: the run folder, where a full disk that names no file was met."""
+    if isinstance(err, UserError) and not isinstance(err, DiskFullError):
         return str(err)
+    full = disk_full_error(err, folder)  # wherever in the chain: torch and loggers wrap it
+    if full is not None:
+        return f"{full}; free some space, or write elsewhere with hydra.run.dir=<folder>, then run it again"
     if isinstance(err, InstantiationException):  # a constructor refused a config value
         return f"{err.__cause__ or err}; fix that override"
     if "lightning" in sys.modules:  # only a run that imported Lightning can meet its exceptions
@@ -69,11 +77,9 @@ def user_message(err: Exception) -> str | None:
 
         if isinstance(err, MisconfigurationException):  # Lightning's own words on Trainer settings
             return f"{err}; fix the trainer.* override"
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
-        return (
-            f"cannot write {err.filename or 'a file'}: {err.strerror}; free some space or choose a "
-            "writable folder with hydra.run.dir=<folder>"
-        )
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS):
+        name = err.filename or "a file"
+        return f"cannot write {name}: {err.strerror}; choose a writable folder with hydra.run.dir=<folder>"
     return None
 
 
@@ -101,7 +107,7 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig, command_line: s
         )
         sys.exit(128 + stop.signum)
     except Exception as err:
-        message = user_message(err)
+        message = user_message(err, HydraConfig.get().runtime.output_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # Log it in the job's own log (the sweep summary quotes it) and let Hydra mark the job
             # failed: the sweep's other jobs still run, and the sweep exits non-zero.

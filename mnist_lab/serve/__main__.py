@@ -10,8 +10,10 @@ from mnist_lab.cli.command import run_command
 def serve(cfg: DictConfig) -> None:
     """Check the checkpoint's path and take the port, then load the model and serve until interrupted."""
     from mnist_lab.checkpoints.paths import resolve_checkpoint
+    from mnist_lab.serve.limits import check_limits
     from mnist_lab.serve.sockets import listen
 
+    check_limits(cfg.request_timeout_s, cfg.max_connections)
     checkpoint = resolve_checkpoint(cfg.ckpt_path, cfg.outputs_dir)  # a wrong path or port answers before torch loads
     with listen(cfg.host, cfg.port) as sock:
         from mnist_lab.serve.app import serve  # the web stack loads only once both are known good

@@ -28,6 +28,7 @@ from mnist_lab.checkpoints.load import LoadedModel, load_checkpoint
 from mnist_lab.data.images import ImageError, ImageTooLargeError, NotAnImageError, decode_image
 from mnist_lab.data.segment import NoDigitError, SeveralMarksError, to_mnist
 from mnist_lab.serve.batching import Batcher
+from mnist_lab.serve.limits import DeadlineMiddleware, Limits, RequestTooSlow, protocol
 from mnist_lab.serve.sockets import page_url
 
 log = logging.getLogger("mnist_lab.serve")  # also when run as __main__
@@ -180,6 +181,10 @@ def create_app(
     async def refused(request: Request, err: Refused) -> Response:
         return refuse(request, err.status, err.message, {"Connection": "close"} if err.close else None)
 
+    @app.exception_handler(RequestTooSlow)
+    async def too_slow(request: Request, err: RequestTooSlow) -> Response:
+        return refuse(request, 408, str(err), {"Connection": "close"})
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> Response:
         path = request.url.path
@@ -271,8 +276,16 @@ def serve(cfg: DictConfig, checkpoint: Path, sock: socket.socket) -> None:
         loaded.how,
         page_url(sock),
     )
+    limits = Limits(cfg.request_timeout_s, cfg.max_connections)
     # log_config=None: uvicorn logs through the run's handlers (console and serve.log)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=cfg.access_log, server_header=False))
+    config = uvicorn.Config(
+        DeadlineMiddleware(app, limits),
+        http=protocol(limits),
+        log_config=None,
+        access_log=cfg.access_log,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl-C on

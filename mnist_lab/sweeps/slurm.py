@@ -27,8 +27,6 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_lab.checkpoints.paths import resume_point
-
 # What sbatch says (lower case) -> the override that fixes it.
 FIXES = (
     (
@@ -146,11 +144,15 @@ def prepare_task(config: DictConfig, rank: int) -> None:
     if restarts() == 0:
         return
     HydraConfig.instance().set_config(config)  # the folder's name may read hydra:runtime.choices
+    from mnist_lab.checkpoints.load import newest_readable  # torch: only a requeued task needs it
+
     folder = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
-    checkpoint = resume_point(folder)
-    if checkpoint is not None:
-        config.ckpt_path = str(checkpoint.absolute())
-        print(f"SLURM restart {restarts()} of this job: resuming {folder} from {checkpoint.name}", flush=True)
+    point = newest_readable(folder)
+    if point is not None:
+        config.ckpt_path = str(point.path.absolute())
+        if point.fallback:
+            print(f"warning: {folder}: {point.fallback}", flush=True)
+        print(f"SLURM restart {restarts()} of this job: resuming {folder} from {point.path.name}", flush=True)
 
 
 def run_task(

@@ -111,6 +111,26 @@ class History(L.Callback):
         self.rows = [dict(r) for r in state_dict["rows"]]
 
 
+class EpochMetrics(L.Callback):
+    """The train/ and val/ metrics of the latest epoch, kept in every checkpoint: a resume of a run
+    whose fit had ended but whose metrics.json could not be written (a full disk) records them as
+    the fit itself would have. `restored`: those of the checkpoint a fit resumed from."""
+
+    def __init__(self) -> None:
+        self.restored: dict[str, float] = {}
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, dict[str, float]]:
+        metrics = self._trainer.callback_metrics if self._trainer is not None else {}
+        return {"metrics": {k: float(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))}}
+
+    def load_state_dict(self, state_dict: dict[str, dict[str, float]]) -> None:
+        self.restored = dict(state_dict["metrics"])
+
+
 class Provenance(L.Callback):
     """Record in every checkpoint which LightningModule wrote it, what data it read and the config the
     command line chose, so that the checkpoint alone rebuilds it (mnist_lab.checkpoints.load) and the
