@@ -285,3 +285,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 120, alive: Child
         assert alive is None or alive.proc.poll() is None, f"exited early:\n{alive.output[-3000:]}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def comparable(metrics: dict[str, Any] | Path) -> dict[str, Any]:
+    """A run's metrics.json (or the dict) without what differs between identical runs: seconds, the
+    best checkpoint's path, the resume record, and each history row's seconds."""
+    if isinstance(metrics, Path):
+        metrics = json.loads((metrics / "metrics.json").read_text())
+    kept = {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
+    kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics.get("history", [])]
+    return kept

@@ -3,7 +3,6 @@ half-written, and a training run that resumes to exactly the end it would have r
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from mnist_lab.disk import full_disk_os_error, is_disk_full
 
 from disk_filler import fill
-from helpers import QUIET, one_error_line, run_cli
+from helpers import QUIET, comparable, one_error_line, run_cli
 
 TESTS_ON_PATH = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
@@ -52,11 +51,6 @@ def whole_run(tmp_path_factory):
     result = run_cli(*RUN, "logger=none", f"hydra.run.dir={folder}")
     assert result.returncode == 0, result.stdout[-2000:]
     return folder
-
-
-def comparable(folder: Path) -> dict:
-    metrics = json.loads((folder / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if "seconds" not in k and k != "best_ckpt"}
 
 
 # Where the disk fills -> the file whose write meets it first (relative to the run folder).

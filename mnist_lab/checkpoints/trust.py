@@ -34,6 +34,7 @@ RUN_TARGETS = (
     "lightning.pytorch.trainer.",
     "lightning.pytorch.callbacks.",
     "lightning.pytorch.loggers.",
+    "mnist_lab.training.wandb_logger.WandbLogger",
     "lightning.pytorch.plugins.",
     "lightning.pytorch.strategies.",
     "lightning.pytorch.accelerators.",

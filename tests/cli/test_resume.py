@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import QUIET, one_error_line, run_cli
+from helpers import QUIET, comparable, one_error_line, run_cli
 
 SMALL = ["trainer.accelerator=cpu", "model=softmax", *QUIET]
 
@@ -43,11 +43,6 @@ RUN = [
     "callbacks.accuracy_stop=null",
     *QUIET,
 ]
-
-
-def comparable(folder: Path) -> dict:
-    metrics = json.loads((folder / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if "seconds" not in k and k != "best_ckpt"}
 
 
 def truncate(checkpoint: Path) -> None:

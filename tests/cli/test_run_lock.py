@@ -20,7 +20,7 @@ from helpers import QUIET, one_error_line, run_cli
 
 TESTS = Path(__file__).resolve().parent.parent
 ON_PATH = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-# Softmax regression, each step slowed to 0.2 s (tests/paced.py): a run that is still training
+# Softmax regression, each step slowed to 0.2 s (tests/probes.py): a run that is still training
 # seconds after it started, however fast the machine.
 PACED = [
     "model=softmax",
@@ -30,7 +30,7 @@ PACED = [
     "test=false",
     "logger=none",
     "callbacks.accuracy_stop=null",
-    "+callbacks.pace={_target_:paced.Pace,seconds:0.2}",
+    "+callbacks.pace={_target_:probes.Pace,seconds:0.2}",
     *QUIET,
 ]
 
@@ -55,7 +55,7 @@ def test_two_resumes_of_one_run_started_together_leave_one_writer(tmp_path):
     # What happens when SLURM requeues a job and its user resumes it by hand at the same moment.
     run = tmp_path / "run"
     assert run_cli(*PACED, "trainer.max_epochs=1", f"hydra.run.dir={run}", env=ON_PATH).returncode == 0
-    resume = [f"resume={run}", "trainer.max_epochs=8", "trust=[paced.]"]
+    resume = [f"resume={run}", "trainer.max_epochs=8", "trust=[probes.]"]
     first = start(*resume, log=tmp_path / "first.log")
     time.sleep(1.0)
     second = start(*resume, log=tmp_path / "second.log")
@@ -84,7 +84,7 @@ def test_a_second_command_on_a_running_run_ends_at_once_and_a_killed_runs_lock_b
         wait_for(lambda: (run / "checkpoints" / "last.ckpt").exists(), "a first epoch", training)
         before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
         started = time.monotonic()
-        error = one_error_line(run_cli(f"resume={run}", "trust=[paced.]"))
+        error = one_error_line(run_cli(f"resume={run}", "trust=[probes.]"))
         assert time.monotonic() - started < 5
         assert error == (
             f"the run folder {run} is in use by process {training.pid} on {socket.gethostname()}, since "
@@ -97,7 +97,7 @@ def test_a_second_command_on_a_running_run_ends_at_once_and_a_killed_runs_lock_b
         training.send_signal(signal.SIGKILL)
         training.wait(timeout=30)
     assert (run / HOLDER).exists()  # the killed run could not tidy up
-    resumed = run_cli(f"resume={run}", "trust=[paced.]", "callbacks.pace=null", env=ON_PATH)
+    resumed = run_cli(f"resume={run}", "trust=[probes.]", "callbacks.pace=null", env=ON_PATH)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 30
 

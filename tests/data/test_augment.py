@@ -1,4 +1,5 @@
-"""RandomAffine: batched, per-image random rotations, shifts and zooms, applied to training batches only."""
+"""The augmentations: batched and drawn per image (position, stroke width, blur, bend, contrast), chained,
+applied to training batches only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mnist_lab.data.augment import RandomAffine
+from mnist_lab.data.augment import Blur, Chain, Contrast, Elastic, RandomAffine, StrokeWidth
 from mnist_lab.data.datamodule import MNISTDataModule
 
 from helpers import QUIET, TESTS, run_cli
@@ -98,3 +99,45 @@ def test_augmentation_transforms_the_training_batches_of_a_real_fit(tmp_path):
     assert moved["first_labels"] == plain["first_labels"]  # the same images, in the same order ...
     assert moved["first_pixels"] != pytest.approx(plain["first_pixels"], rel=1e-3)  # ... moved
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_stroke_width_makes_some_digits_thicker_and_others_thinner_and_none_at_p_0():
+    torch.manual_seed(0)
+    x = square(64)
+    ink = StrokeWidth(p=1.0)(x).sum(dim=(1, 2, 3))
+    assert (ink > x[0].sum() + 1).any() and (ink < x[0].sum() - 1).any()  # dilated and eroded, per image
+    assert torch.equal(StrokeWidth(p=0.0)(x), x)
+
+
+def test_blur_softens_edges_per_image_and_keeps_the_ink():
+    torch.manual_seed(0)
+    x = square(32)
+    blurred = Blur(p=1.0, sigma=1.0)(x)
+    assert ((blurred > 0.05) & (blurred < 0.95)).sum(dim=(1, 2, 3)).unique().numel() > 1  # widths differ
+    assert blurred.sum(dim=(1, 2, 3)) == pytest.approx(x.sum(dim=(1, 2, 3)), rel=1e-3)
+    assert torch.equal(Blur(p=0.0)(x), x)
+
+
+def test_elastic_bends_each_digit_by_at_most_alpha_pixels():
+    torch.manual_seed(0)
+    x = square(32)
+    bent = Elastic(p=1.0, alpha=2.0)(x)
+    assert not torch.allclose(bent[0], bent[1]) and (centre(bent) - centre(x)).abs().max() <= 2.0
+    assert torch.allclose(Elastic(p=0.0)(x), x, atol=1e-5)
+
+
+def test_contrast_changes_the_inks_strength_but_never_makes_paper_ink():
+    torch.manual_seed(0)
+    x = square(32)
+    x[..., 10:18, 10] = 0.5  # a soft edge, which the power bends
+    changed = Contrast(p=1.0, gamma=1.6, low=0.6)(x)
+    assert changed[x == 0].eq(0).all() and changed.max() <= 1.0
+    peaks, edges = changed.amax(dim=(1, 2, 3)), changed[:, 0, 12, 10] / changed[:, 0, 12, 12]
+    assert peaks.min() >= 0.6 - 1e-6 and peaks.std() > 0 and edges.std() > 0
+
+
+def test_a_chain_applies_its_steps_in_order_and_leaves_out_the_null_ones():
+    chain = Chain(thicker=StrokeWidth(p=1.0, amount=0.0), bend=None, contrast=Contrast(p=1.0, gamma=1.0, low=0.5))
+    assert list(chain.steps) == ["thicker", "contrast"]
+    torch.manual_seed(0)
+    assert chain(square(8)).amax(dim=(1, 2, 3)).min() < 1.0  # contrast ran after the no-op step

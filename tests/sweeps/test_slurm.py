@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import QUIET, TESTS
+from helpers import QUIET, TESTS, comparable
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
@@ -165,12 +165,6 @@ def release(job_id: str) -> None:
 
 def metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text())
-
-
-def comparable(values: dict) -> dict:
-    kept = {k: v for k, v in values.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
-    kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in values.get("history", [])]
-    return kept
 
 
 def submitted_script(sweep: Path) -> str:

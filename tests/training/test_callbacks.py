@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_lab.training.callbacks import tutorial_line
 
-from helpers import QUIET, TESTS, fit, run_cli, wait_for
+from helpers import QUIET, TESTS, comparable, fit, run_cli, wait_for
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
 
@@ -78,12 +78,6 @@ TINY = [
     "callbacks.accuracy_stop=null",
     *QUIET,
 ]
-
-
-def comparable(metrics: dict) -> dict:
-    kept = {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
-    kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics.get("history", [])]
-    return kept
 
 
 TESTS_ON_PATH = {"PYTHONPATH": str(TESTS)}
