@@ -263,7 +263,7 @@ def predict_command(ckpt: str, images: list[Path], out: Path, checkout: Path | N
     # From inside the checkout: `python -m` puts the working folder first on the import path.
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env, cwd=checkout)
     if not (out / "predictions.json").exists():
-        raise SystemExit(f"predict failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"predict failed:\n{(done.stdout + done.stderr)[-2000:]}")
     answers = json.loads((out / "predictions.json").read_text())["predictions"]
     found = {a["image"]: a["prediction"] for a in answers}
     return {str(p): found.get(str(p)) for p in images}
@@ -303,6 +303,70 @@ def score(
     return rows
 
 
+def global_paper(picture: np.ndarray) -> np.ndarray:
+    """ink_map with one shade for the whole paper (its border's median), as before the local estimate."""
+    from mnist_lab.data import segment
+
+    rgb = segment.resized(picture.astype(np.float32), segment.working_size(picture.shape))
+    rgb = rgb[..., None] if rgb.ndim == 2 else rgb
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    paper = np.median(border, axis=0)
+    return segment.against_paper(rgb, np.broadcast_to(paper, rgb.shape), bool(paper.mean() > 127))
+
+
+def every_mark(ink: np.ndarray, name: str = "image") -> np.ndarray:
+    """digit_mask keeping every mark that stands out from the paper: no lines, specks or edges left out."""
+    from mnist_lab.data import segment
+
+    mask = segment.ink_mask(ink)
+    if not mask.any():
+        raise segment.NoDigitError(f"{name}: no digit found")
+    return mask
+
+
+# Each step of mnist_lab.data.segment, and what replaces it when it is left out.
+ABLATIONS = {
+    "the paper's shade, measured locally": ("ink_map", global_paper),
+    "only the digit's own marks": ("digit_mask", every_mark),
+    "MNIST's stroke width": ("normalise_strokes", lambda digit, ratio: digit),
+    "the ink's soft edges kept": ("strokes", lambda ink, mask: mask.astype(np.float32)),
+}
+
+
+def ablate(ckpt: str, sets: dict[str, list[tuple[Path, int]]]) -> dict[str, dict[str, float]]:
+    """Each set's accuracy with every preparation step, and with each step left out in turn (in this
+    process, through mnist_lab.data.segment.load_digit)."""
+    import torch
+
+    from mnist_lab.checkpoints.inference import probabilities
+    from mnist_lab.checkpoints.load import load_checkpoint
+    from mnist_lab.data import segment
+
+    model = load_checkpoint(ckpt).model
+
+    def accuracy(items: list[tuple[Path, int]]) -> float:
+        digits, read = [], []
+        for path, _ in items:
+            try:
+                digits.append(segment.load_digit(path))
+                read.append(True)
+            except segment.ImageError:
+                digits.append(np.zeros((28, 28), np.float32))
+                read.append(False)
+        guesses = probabilities(model, torch.from_numpy(np.stack(digits)).unsqueeze(1)).argmax(1).tolist()
+        return sum(ok and g == label for ok, g, (_, label) in zip(read, guesses, items)) / len(items)
+
+    rows = {"every step": {name: accuracy(items) for name, items in sets.items()}}
+    for step, (attribute, replacement) in ABLATIONS.items():
+        kept = getattr(segment, attribute)
+        setattr(segment, attribute, replacement)
+        try:
+            rows[f"without {step}"] = {name: accuracy(items) for name, items in sets.items()}
+        finally:
+            setattr(segment, attribute, kept)
+    return rows
+
+
 def photo_seconds(folder: Path, rounds: int = 5) -> dict[str, float]:
     """Seconds load_digit takes for a 12-megapixel phone photo (4000x3000) of a pen digit, as JPEG and
     as HEIC: the median of `rounds`, each reading the file from disk."""
@@ -338,6 +402,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the sets here and keep them, to look at")
     parser.add_argument("--baseline", type=Path, help="another checkout whose predict command to score beside")
     parser.add_argument("--goal", type=float, default=0.97, help="the accuracy every set must reach")
+    parser.add_argument(
+        "--ablate", action="store_true", help="also score each preparation step left out (1st checkpoint)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_digits.json")
     args = parser.parse_args()
     args.checkpoints = [str(Path(c).resolve()) if Path(c).exists() else c for c in args.checkpoints]
@@ -347,6 +414,7 @@ def main() -> None:
         sets = build(folder / "sets", args.n, args.split)
         results = {spec: score(spec, sets, Path(tmp), args.baseline) for spec in args.checkpoints}
         photo = photo_seconds(Path(tmp))
+        ablation = ablate(args.checkpoints[0], sets) if args.ablate else {}
     columns = ["predict", "naive resize", *(["baseline"] if args.baseline else [])]
     print("| set | n | " + " | ".join(f"{s}: {c}" for s in args.checkpoints for c in columns) + " |")
     print("|---|---|" + "---|" * len(columns) * len(args.checkpoints))
@@ -362,9 +430,14 @@ def main() -> None:
         platform.processor(),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if ablation:
+        print(f"\n| preparation ({args.checkpoints[0]}) | " + " | ".join(sets) + " |")
+        print("|---|" + "---|" * len(sets))
+        for row, accuracies in ablation.items():
+            print(f"| {row} | " + " | ".join(f"{accuracies[name]:.3f}" for name in sets) + " |")
     for kind, seconds in photo.items():
         print(f"a 12-megapixel photo, {kind}: prepared in {seconds:.3f} s (goal <= 1 s)")
-    summary = {"split": args.split, "cpu": cpu, "results": results, "photo_seconds": photo}
+    summary = {"split": args.split, "cpu": cpu, "results": results, "photo_seconds": photo, "ablation": ablation}
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out} ({cpu})")
     short = [(s, name) for s in results for name, row in results[s].items() if row["predict"] < args.goal]

@@ -219,8 +219,12 @@ def normalise_strokes(digit: np.ndarray, ratio: float) -> np.ndarray:
         digit = morphology.dilation(np.pad(digit, grow), morphology.disk(grow))
     elif ratio > 1.3 * MNIST_STROKE_RATIO:
         shrink = max(1, round((width - target) / 2))
-        digit = morphology.erosion(digit, morphology.disk(shrink))
-        digit = np.clip(digit / max(digit.max(), 1e-3), 0.0, 1.0)  # a blurred stroke's eroded core is paler
+        thinned = morphology.erosion(digit, morphology.disk(shrink))
+        # A digit blurred into one blot erodes away: then it is redrawn along its centre lines instead.
+        centre = morphology.dilation(morphology.skeletonize(digit > 0.5), morphology.disk(max(1, round(target / 2))))
+        if (thinned > 0.5).sum() < 0.3 * centre.sum():
+            thinned = np.where(centre, digit, 0.0)
+        digit = np.clip(thinned / max(thinned.max(), 1e-3), 0.0, 1.0)  # a blurred stroke's eroded core is paler
     return digit
 
 

@@ -146,3 +146,11 @@ def test_a_digit_with_a_loose_stroke_is_one_digit(tmp_path):
     sheet = Image.fromarray(draw([(0.65, 0.95), (0.65, 0.05)]).astype(np.uint8))
     ImageDraw.Draw(sheet).line([(170, 245), (250, 110)], fill=(20, 20, 20), width=30)
     assert load_digit(save(np.asarray(sheet, np.float32), tmp_path / "four.png")).max() == pytest.approx(1.0)
+
+
+def test_a_digit_blurred_into_one_blot_is_framed_not_eroded_away(tmp_path):
+    from PIL import ImageFilter
+
+    blot = Image.fromarray(draw(SEVEN, size=(60, 60), pen=0.5).astype(np.uint8)).filter(ImageFilter.GaussianBlur(4))
+    digit = load_digit(save(np.asarray(blot.resize((240, 240)), np.float32), tmp_path / "blot.png"))
+    assert digit.max() == pytest.approx(1.0) and (digit > 0.5).sum() >= 20
