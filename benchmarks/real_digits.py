@@ -259,6 +259,7 @@ def predict_command(ckpt: str, images: list[Path], out: Path, checkout: Path | N
         f"images={listed}",
         f"hydra.run.dir={out}",
     ]
+    out.mkdir(parents=True)  # made beforehand: a command that refuses an image never removes it
     env = {**os.environ, "PYTHONPATH": str(checkout.resolve())} if checkout else None
     # From inside the checkout: `python -m` puts the working folder first on the import path.
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env, cwd=checkout)

@@ -112,6 +112,8 @@ def test_bad_images_are_named_while_good_ones_are_still_predicted(cnn_run, test_
     assert f"{good}: " in result.stdout and "top 3" in result.stdout
     assert "notes.png: not an image" in errors and "blank.png: no digit found" in errors
     assert "missing.png: no such file" in errors and "3 of 4 images could not be used" in errors
+    kept = json.loads((tmp_path / "run" / "predictions.json").read_text())  # the good one's answer stays
+    assert [p["image"] for p in kept["predictions"]] == [str(good)] and len(kept["failed"]) == 3
 
 
 @pytest.fixture(scope="module")

@@ -60,12 +60,14 @@ def check_writable(line: CommandLine, default: str = "outputs") -> None:
 
 
 def discard_if_unused(folder: str | Path) -> None:
-    """Remove the run folder this command made when it failed before training wrote anything
-    (no checkpoints, no metrics.json): a typo or missing data leaves nothing behind."""
+    """Remove the run folder this command made when it failed before writing any result (only Hydra's
+    config, the log and run.json are there): a typo or missing data leaves nothing behind, while the
+    predictions of the images that could be read, say, are kept."""
     folder = os.path.abspath(folder)
     if folder not in {os.path.abspath(f) for f in registry.claimed.values()} | set(_new_explicit):
         return  # an earlier run's folder (resume) or one that existed before
-    if any(os.path.exists(os.path.join(folder, marker)) for marker in ("metrics.json", "checkpoints")):
+    bookkeeping = {".hydra", "run.json", ".lock", ".lock.holder"}
+    if any(p.name not in bookkeeping and p.suffix != ".log" for p in Path(folder).iterdir() if _exists(p)):
         return
     shutil.rmtree(folder, ignore_errors=True)
     parent, cwd = Path(folder).parent, Path.cwd().absolute()
