@@ -154,13 +154,15 @@ def digit_mask(ink: np.ndarray, name: str = "image") -> np.ndarray:
 
     digit = max(pool, key=mass)
     top, left, bottom, right = digit.bbox
+    # A digit's loose parts lie above or below it (a 5's bar, a broken stroke); a second digit beside it.
     reach = 0.3 * max(bottom - top, right - left)
+    reach_up = 0.6 * max(bottom - top, right - left)
     near = [
         m
         for m in pool
         if mass(m) >= 0.03 * mass(digit)
-        and m.bbox[0] < bottom + reach
-        and m.bbox[2] > top - reach
+        and m.bbox[0] < bottom + reach_up
+        and m.bbox[2] > top - reach_up
         and m.bbox[1] < right + reach
         and m.bbox[3] > left - reach
     ]

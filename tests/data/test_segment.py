@@ -154,3 +154,14 @@ def test_a_digit_blurred_into_one_blot_is_framed_not_eroded_away(tmp_path):
     blot = Image.fromarray(draw(SEVEN, size=(60, 60), pen=0.5).astype(np.uint8)).filter(ImageFilter.GaussianBlur(4))
     digit = load_digit(save(np.asarray(blot.resize((240, 240)), np.float32), tmp_path / "blot.png"))
     assert digit.max() == pytest.approx(1.0) and (digit > 0.5).sum() >= 20
+
+
+def test_a_digit_broken_into_pieces_above_each_other_is_one_digit(tmp_path):
+    """MNIST's test digit 6558, a 6 whose top stroke stands apart from its loop."""
+    from mnist_lab.data.datamodule import MNISTDataModule
+
+    data = MNISTDataModule(download=False)
+    data.setup("test")
+    pixels = (255 - data.data_test.tensors[0][6558, 0].numpy() * 255).astype(np.uint8)
+    Image.fromarray(pixels).resize((140, 140)).save(tmp_path / "six.png")
+    assert load_digit(tmp_path / "six.png").max() == pytest.approx(1.0)
