@@ -295,3 +295,31 @@ def comparable(metrics: dict[str, Any] | Path) -> dict[str, Any]:
     kept = {k: v for k, v in metrics.items() if "seconds" not in k and k not in ("best_ckpt", "resume")}
     kept["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics.get("history", [])]
     return kept
+
+
+RECORDED_FIT = [
+    "trainer.accelerator=cpu",
+    "model=softmax",
+    "test=false",
+    "callbacks.accuracy_stop=null",
+    "trainer.limit_val_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    *QUIET,
+]
+
+
+def recorded_fit(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
+    """A small softmax fit through the real command with tests/probes.py's Recorder; what it recorded and
+    the run's metrics.json."""
+    record = tmp_path / f"{name}.json"
+    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
+    result = run_cli(
+        *RECORDED_FIT,
+        recorder,
+        *overrides,
+        f"hydra.run.dir={tmp_path / name}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return json.loads(record.read_text()), json.loads((tmp_path / name / "metrics.json").read_text())

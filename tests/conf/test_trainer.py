@@ -8,38 +8,14 @@ Lightning project. Each run carries a recording callback (tests/probes.py).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import QUIET, TESTS, run_cli
-
-SMALL = [
-    "trainer.accelerator=cpu",
-    "model=softmax",
-    "test=false",
-    "callbacks.accuracy_stop=null",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    *QUIET,
-]
-
-
-def train(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
-    """Run the real command with the recorder; return what it recorded and the run's metrics.json."""
-    record = tmp_path / f"{name}.json"
-    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
-    result = run_cli(
-        *SMALL, recorder, *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return json.loads(record.read_text()), json.loads((tmp_path / name / "metrics.json").read_text())
+from helpers import recorded_fit
 
 
 def test_gradient_clip_val_clips_the_norm_of_every_step(tmp_path):
-    record, _ = train(
+    record, _ = recorded_fit(
         tmp_path,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=10",
@@ -51,7 +27,7 @@ def test_gradient_clip_val_clips_the_norm_of_every_step(tmp_path):
 
 
 def test_gradient_clip_algorithm_value_clips_each_element(tmp_path):
-    record, _ = train(
+    record, _ = recorded_fit(
         tmp_path,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=10",
@@ -64,7 +40,7 @@ def test_gradient_clip_algorithm_value_clips_each_element(tmp_path):
 
 
 def test_accumulate_grad_batches_makes_one_optimizer_step_per_n_mini_batches(tmp_path):
-    record, _ = train(
+    record, _ = recorded_fit(
         tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=10", "trainer.accumulate_grad_batches=2"
     )
     assert record["calls"]["before_backward"] == record["calls"]["after_backward"] == 10
@@ -72,13 +48,15 @@ def test_accumulate_grad_batches_makes_one_optimizer_step_per_n_mini_batches(tmp
 
 
 def test_max_steps_counts_optimizer_steps_and_is_the_stop_reason(tmp_path):
-    record, metrics = train(tmp_path, "trainer.max_epochs=5", "trainer.limit_train_batches=4", "trainer.max_steps=7")
+    record, metrics = recorded_fit(
+        tmp_path, "trainer.max_epochs=5", "trainer.limit_train_batches=4", "trainer.max_steps=7"
+    )
     assert record["global_step"] == 7 and record["calls"]["train_batch"] == 7
     assert metrics["stop_reason"] == "max_steps" and "val/acc_best" in metrics
 
 
 def test_batch_limits_and_val_check_interval_count_mini_batches(tmp_path):
-    record, _ = train(
+    record, _ = recorded_fit(
         tmp_path,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=20",
@@ -91,7 +69,7 @@ def test_batch_limits_and_val_check_interval_count_mini_batches(tmp_path):
 
 
 def test_per_step_hooks_see_every_optimizer_step(tmp_path):
-    record, _ = train(tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=6")
+    record, _ = recorded_fit(tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=6")
     assert record["calls"] == {
         "train_batch": 12,
         "before_backward": 12,
@@ -103,7 +81,9 @@ def test_per_step_hooks_see_every_optimizer_step(tmp_path):
 
 def test_learning_rate_monitor_logs_every_n_steps(tmp_path):
     monitor = "+callbacks.lr_monitor={_target_:lightning.pytorch.callbacks.LearningRateMonitor,logging_interval:step}"
-    train(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.log_every_n_steps=5", monitor)
+    recorded_fit(
+        tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.log_every_n_steps=5", monitor
+    )
     events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
     assert [e.step for e in events.Scalars("lr-Adam")] == [4, 9, 14, 19]
@@ -111,7 +91,7 @@ def test_learning_rate_monitor_logs_every_n_steps(tmp_path):
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
 def test_each_precision_trains(tmp_path, precision):
-    record, metrics = train(
+    record, metrics = recorded_fit(
         tmp_path,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=50",
@@ -124,6 +104,6 @@ def test_each_precision_trains(tmp_path, precision):
 
 
 def test_fast_dev_run_runs_one_batch_of_each_stage(tmp_path):
-    record, metrics = train(tmp_path, "trainer.fast_dev_run=true", "test=true")
+    record, metrics = recorded_fit(tmp_path, "trainer.fast_dev_run=true", "test=true")
     assert record["calls"]["train_batch"] == 1 and record["val_batches"] == 1
     assert metrics["epochs_run"] == 1 and "test/acc" in metrics

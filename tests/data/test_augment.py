@@ -3,8 +3,6 @@ applied to training batches only."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +11,7 @@ import torch
 from mnist_lab.data.augment import Blur, Chain, Contrast, Elastic, RandomAffine, StrokeWidth
 from mnist_lab.data.datamodule import MNISTDataModule
 
-from helpers import QUIET, TESTS, run_cli
+from helpers import recorded_fit
 
 
 def square(n: int = 1) -> torch.Tensor:
@@ -69,33 +67,11 @@ def test_data_module_augments_training_batches_only():
     assert dm.on_after_batch_transfer(batch[0], 0) is batch[0]
 
 
-SMALL = [
-    "trainer.accelerator=cpu",
-    "model=softmax",
-    "test=false",
-    "callbacks.accuracy_stop=null",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    *QUIET,
-]
-
-
-def train(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
-    """Run the real command with the recorder; return what it recorded and the run's metrics.json."""
-    record = tmp_path / f"{name}.json"
-    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
-    result = run_cli(
-        *SMALL, recorder, *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return json.loads(record.read_text()), json.loads((tmp_path / name / "metrics.json").read_text())
-
-
 def test_augmentation_transforms_the_training_batches_of_a_real_fit(tmp_path):
     args = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "seed=3"]
-    plain, _ = train(tmp_path, *args, name="plain")
+    plain, _ = recorded_fit(tmp_path, *args, name="plain")
     augment = "data.augment={_target_:mnist_lab.data.augment.RandomAffine,degrees:10,translate:0.1,scale:0.1}"
-    moved, metrics = train(tmp_path, *args, augment, name="moved")
+    moved, metrics = recorded_fit(tmp_path, *args, augment, name="moved")
     assert moved["first_labels"] == plain["first_labels"]  # the same images, in the same order ...
     assert moved["first_pixels"] != pytest.approx(plain["first_pixels"], rel=1e-3)  # ... moved
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))

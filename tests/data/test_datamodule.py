@@ -19,7 +19,7 @@ from mnist_lab.data.datamodule import IndexBatches, MNISTDataModule, TensorBatch
 from mnist_lab.data.files import PACKAGED
 from mnist_lab.errors import DataNotFoundError
 
-from helpers import QUIET, TESTS, run_cli
+from helpers import QUIET, recorded_fit, run_cli
 
 FASHION_GZ = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 NO_DATA_DIR = {"MNIST_LAB_DATA_DIR": ""}  # what a fresh machine has
@@ -202,32 +202,10 @@ def test_tensor_batches_yield_exactly_the_reference_indexing_of_the_dataset():
     assert [len(b) for b, _ in eval_batches] == [100, 100, 30] and torch.equal(eval_batches[2][1], y[200:])
 
 
-SMALL = [
-    "trainer.accelerator=cpu",
-    "model=softmax",
-    "test=false",
-    "callbacks.accuracy_stop=null",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    *QUIET,
-]
-
-
-def train(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, dict]:
-    """Run the real command with the recorder; return what it recorded and the run's metrics.json."""
-    record = tmp_path / f"{name}.json"
-    recorder = f"+callbacks.recorder={{_target_:probes.Recorder,path:{record}}}"
-    result = run_cli(
-        *SMALL, recorder, *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return json.loads(record.read_text()), json.loads((tmp_path / name / "metrics.json").read_text())
-
-
 def test_every_epoch_trains_on_a_new_order_and_one_seed_repeats_it(tmp_path):
     args = ["trainer.max_epochs=3", "trainer.limit_train_batches=2", "seed=5"]
-    first, _ = train(tmp_path, *args, name="a")
-    again, _ = train(tmp_path, *args, name="b")
+    first, _ = recorded_fit(tmp_path, *args, name="a")
+    again, _ = recorded_fit(tmp_path, *args, name="b")
     epochs = first["first_labels"]
     assert len(epochs) == 3 and epochs[0] != epochs[1] != epochs[2] != epochs[0]
     assert again["first_labels"] == epochs  # epoch N's order is the same for the same seed
