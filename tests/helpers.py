@@ -5,6 +5,7 @@ one), a server to talk to, and the one error line a user error prints. Tests imp
 from __future__ import annotations
 
 import contextlib
+import csv
 import http.client
 import io
 import json
@@ -323,3 +324,30 @@ def recorded_fit(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[di
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return json.loads(record.read_text()), json.loads((tmp_path / name / "metrics.json").read_text())
+
+
+# A sweep's job: a few thousand images, since the sweep machinery is under test, not the models.
+SWEEP_JOB = [
+    *QUIET,
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "logger=none",
+]
+
+
+def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m mnist_lab -m <args>` with small jobs, its sweep folder `sweep`."""
+    return run_cli("-m", *args, *SWEEP_JOB, f"hydra.sweep.dir={sweep}", cwd=sweep.parent, env=env)
+
+
+def summary_rows(sweep: Path) -> list[dict[str, str]]:
+    """The rows of a sweep's summary.csv."""
+    with (sweep / "summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def job_metrics(sweep: Path, job: str) -> dict:
+    """A sweep job's metrics.json."""
+    return json.loads((sweep / job / "metrics.json").read_text())

@@ -11,22 +11,6 @@ import yaml
 from mnist_lab.report import main as report_main
 from mnist_lab.sweeps.summary import find_latest
 
-from helpers import QUIET, run_cli
-
-# A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [
-    *QUIET,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=20",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "logger=none",
-]
-
-
-def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None):
-    return run_cli("-m", *args, *SMALL, f"hydra.sweep.dir={sweep}", cwd=sweep.parent, env=env)
-
 
 def fake_job(sweep: Path, name: str, overrides: list[str], metrics: dict | None = None, log: str = "") -> None:
     folder = sweep / name

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import yaml
 
-from helpers import QUIET, compose_config, run_cli
-
-# A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [
-    *QUIET,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=20",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "logger=none",
-]
+from helpers import SWEEP_JOB, compose_config, job_metrics, run_cli
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
-
-
-def job_metrics(sweep: Path, job: str) -> dict:
-    return json.loads((sweep / job / "metrics.json").read_text())
 
 
 def test_optuna_search_of_three_trials_returns_the_best_and_resumes_from_its_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     args = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", "test=false"]
-    few = [*(a for a in SMALL if "limit_train_batches" not in a), "trainer.limit_train_batches=3"]  # CNN trials
+    few = [*(a for a in SWEEP_JOB if "limit_train_batches" not in a), "trainer.limit_train_batches=3"]  # CNN trials
     result = run_cli(*args, *few, f"hydra.sweep.dir={tmp_path / 'first'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((tmp_path / "first" / "optimization_results.yaml").read_text())

@@ -3,38 +3,11 @@ submitit, the SLURM launcher's knobs."""
 
 from __future__ import annotations
 
-import csv
-import json
-from pathlib import Path
-
 import pytest
 
-from helpers import QUIET, compose_config, run_cli
-
-# A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [
-    *QUIET,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=20",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "logger=none",
-]
+from helpers import compose_config, job_metrics, multirun, summary_rows
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
-
-
-def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None):
-    return run_cli("-m", *args, *SMALL, f"hydra.sweep.dir={sweep}", cwd=sweep.parent, env=env)
-
-
-def summary_rows(sweep: Path) -> list[dict[str, str]]:
-    with (sweep / "summary.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
-def job_metrics(sweep: Path, job: str) -> dict:
-    return json.loads((sweep / job / "metrics.json").read_text())
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])

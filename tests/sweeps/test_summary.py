@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,32 +10,9 @@ import yaml
 
 from mnist_lab.sweeps.summary import read_sweep
 
-from helpers import QUIET, error_lines, run_cli
-
-# A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [
-    *QUIET,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=20",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "logger=none",
-]
+from helpers import error_lines, job_metrics, multirun, run_cli, summary_rows
 
 pytestmark = pytest.mark.long  # run first (tests/conftest.py)
-
-
-def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None):
-    return run_cli("-m", *args, *SMALL, f"hydra.sweep.dir={sweep}", cwd=sweep.parent, env=env)
-
-
-def summary_rows(sweep: Path) -> list[dict[str, str]]:
-    with (sweep / "summary.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
-def job_metrics(sweep: Path, job: str) -> dict:
-    return json.loads((sweep / job / "metrics.json").read_text())
 
 
 def test_three_job_sweep_summary_matches_every_jobs_metrics_sorted_by_test_accuracy(tmp_path):

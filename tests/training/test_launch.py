@@ -3,30 +3,9 @@ node name, nodes SLURM did not give."""
 
 from __future__ import annotations
 
-import csv
 import socket
-from pathlib import Path
 
-from helpers import QUIET, one_error_line, run_cli
-
-# A few thousand images per job: the sweep machinery is under test, not the models.
-SMALL = [
-    *QUIET,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=20",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "logger=none",
-]
-
-
-def multirun(sweep: Path, *args: str, env: dict[str, str] | None = None):
-    return run_cli("-m", *args, *SMALL, f"hydra.sweep.dir={sweep}", cwd=sweep.parent, env=env)
-
-
-def summary_rows(sweep: Path) -> list[dict[str, str]]:
-    with (sweep / "summary.csv").open() as f:
-        return list(csv.DictReader(f))
+from helpers import QUIET, multirun, one_error_line, run_cli, summary_rows
 
 
 def test_ddp_that_reruns_the_command_line_is_refused_inside_a_multirun(tmp_path):

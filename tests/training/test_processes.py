@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from mnist_lab.training import processes
 
-from helpers import QUIET, TESTS, fit, run_cli, run_process
+from helpers import QUIET, TESTS, fit, job_metrics, run_cli, run_process
 
 TINY = [
     "model=softmax",
@@ -39,10 +38,6 @@ def test_a_fit_set_up_for_several_processes_checks_its_launch_first(tmp_path, mo
     monkeypatch.setattr(processes, "check_launch", refuse)
     with pytest.raises(RuntimeError, match="checked"):
         fit(tmp_path, *TINY, "trainer=ddp", f"trainer.devices={devices}", "trainer.accelerator=cpu")
-
-
-def job_metrics(sweep: Path, job: str) -> dict:
-    return json.loads((sweep / job / "metrics.json").read_text())
 
 
 def test_ddp_trains_two_cpu_processes_into_one_run_folder_with_shared_weights(tmp_path):
