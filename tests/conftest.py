@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from helpers import Child, compose_train, shared_run
@@ -94,3 +95,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def test_set() -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's official 10,000 test images (N, 1, 28, 28) in [0, 1] and their labels."""
+    from mnist_lab.data.datamodule import MNISTDataModule
+
+    dm = MNISTDataModule(download=False)
+    dm.setup()
+    return dm.data_test.tensors

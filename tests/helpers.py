@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,6 +33,9 @@ from omegaconf import DictConfig
 
 from mnist_lab.cli.command import config_dir
 from mnist_lab.train import train
+
+if TYPE_CHECKING:
+    import torch
 
 TESTS = Path(__file__).resolve().parent  # tests/: user modules and callbacks that runs name by import path
 # Quiet, fast runs: no progress bar, no model summary.
@@ -351,3 +354,16 @@ def summary_rows(sweep: Path) -> list[dict[str, str]]:
 def job_metrics(sweep: Path, job: str) -> dict:
     """A sweep job's metrics.json."""
     return json.loads((sweep / job / "metrics.json").read_text())
+
+
+def render_digit(pixels: torch.Tensor, path: Path, scale: int = 10, margin: int = 60) -> Path:
+    """Draw a test digit as a large dark-on-white PNG with a wide margin, as a user's scan might be."""
+    import numpy as np
+    from PIL import Image
+
+    ink = (pixels[0].numpy() * 255).astype(np.uint8)
+    big = Image.fromarray(255 - ink).resize((28 * scale, 28 * scale), Image.BILINEAR)
+    page = Image.new("L", (28 * scale + 2 * margin, 28 * scale + margin), 255)
+    page.paste(big, (margin + 17, margin // 3))
+    page.convert("RGB").save(path)
+    return path

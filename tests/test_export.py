@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import onnxruntime
-import pytest
 import torch
 
 from mnist_lab.checkpoints.load import load_checkpoint
@@ -36,13 +35,6 @@ def test_onnx_export_is_one_file_that_runs_alone(mlp_run, tmp_path):
     session = onnxruntime.InferenceSession(str(alone), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"images": x[:1000].numpy()})[0]
     assert (logits.argmax(1) == y[:1000].numpy()).mean() > 0.85
-
-
-@pytest.fixture(scope="module")
-def test_set() -> tuple[torch.Tensor, torch.Tensor]:
-    dm = MNISTDataModule(download=False)
-    dm.setup()
-    return dm.data_test.tensors
 
 
 def test_torchscript_export_gives_the_checkpoints_logits(cnn_run, test_set, tmp_path):

@@ -18,7 +18,7 @@ from mnist_lab.data.datamodule import MNISTDataModule
 from mnist_lab.models.classifier import Classifier
 from mnist_lab.predict import predict, read_digits
 
-from helpers import compose_config, error_lines, one_error_line, run_cli
+from helpers import compose_config, error_lines, one_error_line, render_digit, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +41,6 @@ def test_predict_takes_one_image_path_without_brackets(mlp_run, seven, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{seven}: 7" in result.stdout
     assert json.loads((tmp_path / "p" / "predictions.json").read_text())["predictions"][0]["image"] == str(seven)
-
-
-@pytest.fixture(scope="module")
-def test_set() -> tuple[torch.Tensor, torch.Tensor]:
-    dm = MNISTDataModule(download=False)
-    dm.setup()
-    return dm.data_test.tensors
-
-
-def render_digit(pixels: torch.Tensor, path: Path, scale: int = 10, margin: int = 60) -> Path:
-    """Draw a test digit as a large dark-on-white PNG with a wide margin, as a user's scan might be."""
-    ink = (pixels[0].numpy() * 255).astype(np.uint8)
-    big = Image.fromarray(255 - ink).resize((28 * scale, 28 * scale), Image.BILINEAR)
-    page = Image.new("L", (28 * scale + 2 * margin, 28 * scale + margin), 255)
-    page.paste(big, (margin + 17, margin // 3))
-    page.convert("RGB").save(path)
-    return path
 
 
 def test_predict_prints_one_line_per_image_and_their_true_accuracy(cnn_run, test_set, tmp_path, capsys):

@@ -13,13 +13,6 @@ from mnist_lab.models.classifier import Classifier
 from helpers import one_error_line, run_cli
 
 
-@pytest.fixture(scope="module")
-def test_set() -> tuple[torch.Tensor, torch.Tensor]:
-    dm = MNISTDataModule(download=False)
-    dm.setup()
-    return dm.data_test.tensors
-
-
 def test_lightnings_own_predict_loop_reads_the_test_set_as_training_scored_it(cnn_run, test_set):
     run_dir, metrics = cnn_run
     model = Classifier.load_from_checkpoint(resolve_checkpoint(run_dir))
