@@ -329,7 +329,7 @@ def every_mark(ink: np.ndarray, name: str = "image") -> np.ndarray:
 ABLATIONS = {
     "the paper's shade, measured locally": ("ink_map", global_paper),
     "only the digit's own marks": ("digit_mask", every_mark),
-    "MNIST's stroke width": ("normalise_strokes", lambda digit, ratio: digit),
+    "MNIST's stroke width": ("normalise_strokes", lambda digit, mask: digit),
     "the ink's soft edges kept": ("strokes", lambda ink, mask: mask.astype(np.float32)),
 }
 

@@ -82,6 +82,7 @@ class Blur(nn.Module):
         self.p, self.sigma = p, sigma
 
     def forward(self, x: Tensor) -> Tensor:
+        # torchvision's gaussian_blur takes one sigma per call: a grouped convolution gives each image its own.
         n, c, h, w = x.shape
         sigma = (torch.rand(n, device=x.device) * self.sigma).clamp(min=0.05)
         offsets = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
@@ -105,6 +106,7 @@ class Elastic(nn.Module):
         self.p, self.alpha, self.grid = p, alpha, grid
 
     def forward(self, x: Tensor) -> Tensor:
+        # torchvision's ElasticTransform draws one displacement per call, shared by a whole batch.
         n, _, h, w = x.shape
         coarse = (torch.rand(n, 2, self.grid, self.grid, device=x.device) * 2 - 1) * per_image(x, self.p)
         # In grid_sample's units an image spans 2, so a shift of one pixel is 2 / side.

@@ -14,7 +14,19 @@ from mnist_lab.errors import UserError
 # The file names predict takes for images when it reads a folder or a pattern (lower case); HEIC/HEIF
 # is a phone camera's default format.
 IMAGE_SUFFIXES = (
-    *(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".heic", ".heif"),
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".pnm",
+    ".heic",
+    ".heif",
 )
 
 

@@ -41,7 +41,7 @@ def to_mnist(picture: np.ndarray, name: str = "image") -> np.ndarray:
     """A picture (H, W) or (H, W, 3) in [0, 255] as MNIST's (28, 28) floats in [0, 1]: light ink on black."""
     ink = ink_map(picture)
     mask = digit_mask(ink, name)
-    return frame(normalise_strokes(strokes(ink, mask), stroke_ratio(mask)))
+    return frame(normalise_strokes(strokes(ink, mask), mask))
 
 
 def load_digit(path: str | Path) -> np.ndarray:
@@ -118,15 +118,21 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     return filters.apply_hysteresis_threshold(ink, max(0.75 * high, level + 3 * noise), high)
 
 
+def mean_width(mask: np.ndarray) -> float:
+    """The strokes' mean width in pixels: their area over their centre lines' length."""
+    from skimage import morphology
+
+    return mask.sum() / max(morphology.skeletonize(mask).sum(), 1)
+
+
 def stroke_width(mask: np.ndarray) -> float:
-    """The mean width in pixels (area over centre-line length) of the largest mark's strokes."""
-    from skimage import measure, morphology
+    """The mean width in pixels of the largest mark's strokes."""
+    from skimage import measure
 
     labels = measure.label(mask, connectivity=2)
     if labels.max() == 0:
         return 1.0
-    largest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    return largest.sum() / max(morphology.skeletonize(largest).sum(), 1)
+    return mean_width(labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1)
 
 
 def digit_mask(ink: np.ndarray, name: str = "image") -> np.ndarray:
@@ -190,13 +196,15 @@ def straight_lines(mask: np.ndarray) -> np.ndarray:
     return lines
 
 
-def stroke_ratio(mask: np.ndarray) -> float:
-    """The strokes' mean width (area over centre-line length) over the digit's longest side."""
-    from skimage import morphology
-
+def longest_side(mask: np.ndarray) -> int:
+    """The longer side, in pixels, of the box around the mask's pixels."""
     rows, cols = np.nonzero(mask)
-    side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
-    return mask.sum() / max(morphology.skeletonize(mask).sum(), 1) / side
+    return int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+
+
+def stroke_ratio(mask: np.ndarray) -> float:
+    """The strokes' mean width over the digit's longest side."""
+    return mean_width(mask) / longest_side(mask)
 
 
 def strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -208,14 +216,14 @@ def strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(support, np.clip(ink / max(core, 1e-3), 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def normalise_strokes(digit: np.ndarray, ratio: float) -> np.ndarray:
-    """The digit with strokes about as wide, relative to its size, as MNIST's: a fine pen's thickened,
-    a fat marker's thinned (`ratio`: their width over the digit's longest side, from stroke_ratio)."""
+def normalise_strokes(digit: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The digit's ink with strokes about as wide, relative to its size, as MNIST's: a fine pen's
+    thickened, a fat marker's thinned (their width measured on `mask`, the digit's pixels)."""
     from skimage import morphology
 
-    rows, cols = np.nonzero(digit > 0.5)
-    side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
-    target, width = MNIST_STROKE_RATIO * side, ratio * side
+    ratio = stroke_ratio(mask)
+    side = longest_side(digit > 0.5)  # the ink's own extent, its soft edges included
+    width, target = ratio * side, MNIST_STROKE_RATIO * side
     if ratio < 0.75 * MNIST_STROKE_RATIO:
         grow = max(1, round((target - width) / 2))
         digit = morphology.dilation(np.pad(digit, grow), morphology.disk(grow))
@@ -234,6 +242,7 @@ def frame(digit: np.ndarray) -> np.ndarray:
     """MNIST's framing: the digit (ink in [0, 1]) fitted into 20x20 keeping its aspect ratio, its edges
     area-averaged, then placed in 28x28 with its centre of mass at the centre."""
     from PIL import Image
+    from scipy import ndimage
 
     rows, cols = np.nonzero(digit > 0.1)
     crop = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
@@ -243,9 +252,7 @@ def frame(digit: np.ndarray) -> np.ndarray:
     image = Image.fromarray(np.round(crop * 255).astype(np.uint8))
     digit = np.asarray(image.resize(size, Image.BOX if scale < 1 else Image.BILINEAR), dtype=np.float32)
 
-    ys, xs = np.indices(digit.shape)
-    mass = digit.sum()
-    centre_y, centre_x = (ys * digit).sum() / mass, (xs * digit).sum() / mass
+    centre_y, centre_x = ndimage.center_of_mass(digit)
     top = int(np.clip(round(14 - centre_y), 0, 28 - digit.shape[0]))
     left = int(np.clip(round(14 - centre_x), 0, 28 - digit.shape[1]))
     canvas = np.zeros((28, 28), dtype=np.float32)
