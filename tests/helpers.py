@@ -367,3 +367,16 @@ def render_digit(pixels: torch.Tensor, path: Path, scale: int = 10, margin: int 
     page.paste(big, (margin + 17, margin // 3))
     page.convert("RGB").save(path)
     return path
+
+
+# Softmax regression, two steps an epoch, one thread, no logger: runs that can be compared bit for bit.
+TINY_RUN = [
+    "model=softmax",
+    "threads=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "logger=none",
+    "callbacks.accuracy_stop=null",
+    *QUIET,
+]

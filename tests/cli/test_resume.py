@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import QUIET, comparable, one_error_line, run_cli
+from helpers import QUIET, TINY_RUN, comparable, one_error_line, run_cli
 
 SMALL = ["trainer.accelerator=cpu", "model=softmax", *QUIET]
 
@@ -32,17 +32,7 @@ def test_resume_of_a_folder_that_is_not_a_run_says_so(tmp_path):
     )
 
 
-# Softmax regression, two steps an epoch, one thread: runs compared bit for bit.
-RUN = [
-    "model=softmax",
-    "threads=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "test=false",
-    "logger=none",
-    "callbacks.accuracy_stop=null",
-    *QUIET,
-]
+RUN = TINY_RUN  # runs compared bit for bit
 
 
 def truncate(checkpoint: Path) -> None:

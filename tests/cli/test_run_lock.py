@@ -16,23 +16,13 @@ import pytest
 
 from mnist_lab.cli.run_lock import HOLDER, FolderInUse, one_writer
 
-from helpers import QUIET, one_error_line, run_cli
+from helpers import TINY_RUN, one_error_line, run_cli
 
 TESTS = Path(__file__).resolve().parent.parent
 ON_PATH = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
 # Softmax regression, each step slowed to 0.2 s (tests/probes.py): a run that is still training
 # seconds after it started, however fast the machine.
-PACED = [
-    "model=softmax",
-    "threads=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "test=false",
-    "logger=none",
-    "callbacks.accuracy_stop=null",
-    "+callbacks.pace={_target_:probes.Pace,seconds:0.2}",
-    *QUIET,
-]
+PACED = [*TINY_RUN, "+callbacks.pace={_target_:probes.Pace,seconds:0.2}"]
 
 
 def start(*args: str, log: Path) -> subprocess.Popen:
