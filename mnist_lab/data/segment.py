@@ -25,6 +25,10 @@ MIN_INK = 0.15  # a digit's strokes are at least this much darker (or lighter) t
 # Stroke width over the digit's height (its 20x20 box), as MNIST's training images measure with
 # stroke_ratio() after ink_map and digit_mask (500 training images): median 0.19, middle half 0.16-0.21.
 MNIST_STROKE_RATIO = 0.19
+# Only strokes beyond MNIST's own spread are changed: through to_mnist, 95% of MNIST's digits lie within
+# 0.6-1.4 times that ratio, which the model has learnt to read (and StrokeWidth widens in training).
+THIN, FAT = 0.5, 1.6
+SHARP = 0.2  # a sharp stroke has less than this share of its ink in mid-tones (a blurred one about half)
 LINE_SPAN = 0.6  # a straight run of ink across this much of the picture is a ruled line or an edge
 RIVAL_MASS = 0.4  # a separate mark with this share of the digit's ink is a second digit
 
@@ -39,8 +43,15 @@ class SeveralMarksError(ImageError):
 
 def to_mnist(picture: np.ndarray, name: str = "image") -> np.ndarray:
     """A picture (H, W) or (H, W, 3) in [0, 255] as MNIST's (28, 28) floats in [0, 1]: light ink on black."""
-    ink = ink_map(picture)
-    mask = digit_mask(ink, name)
+    try:
+        ink = ink_map(picture)
+        mask = digit_mask(ink, name)
+    except (NoDigitError, SeveralMarksError):
+        if max(picture.shape[:2]) <= WORK_SIDE:
+            raise
+        # A pen finer than the working size shows fades or breaks there: look again at twice the size.
+        ink = ink_map(picture, 2 * WORK_SIDE)
+        mask = digit_mask(ink, name)
     return frame(normalise_strokes(strokes(ink, mask), mask))
 
 
@@ -49,10 +60,10 @@ def load_digit(path: str | Path) -> np.ndarray:
     return to_mnist(read_image(Path(path)), name=str(path))
 
 
-def working_size(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The (height, width) a picture is analysed at: at most WORK_SIDE, at least MIN_SIDE on its long side."""
+def working_size(shape: tuple[int, ...], side: int = WORK_SIDE) -> tuple[int, int]:
+    """The (height, width) a picture is analysed at: at most `side`, at least MIN_SIDE on its long side."""
     h, w = shape[:2]
-    scale = min(WORK_SIDE / max(h, w), 1.0) if max(h, w) >= MIN_SIDE else MIN_SIDE / max(h, w)
+    scale = min(side / max(h, w), 1.0) if max(h, w) >= MIN_SIDE else MIN_SIDE / max(h, w)
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
@@ -70,12 +81,13 @@ def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(out, -1) if image.ndim == 3 else out[0]
 
 
-def ink_map(picture: np.ndarray) -> np.ndarray:
-    """How much ink each pixel holds, in [0, 1], against the paper's local shade (0 for bare paper)."""
+def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
+    """How much ink each pixel holds, in [0, 1], against the paper's local shade (0 for bare paper), with
+    the picture analysed at most `side` pixels long."""
     from scipy import ndimage
 
     rgb = picture.astype(np.float32)
-    rgb = resized(rgb[..., None] if rgb.ndim == 2 else rgb, working_size(rgb.shape))
+    rgb = resized(rgb[..., None] if rgb.ndim == 2 else rgb, working_size(rgb.shape, side))
     size = rgb.shape[:2]
     # First the paper's shade roughly, as a bright (or, for light ink, dark) percentile of windows a
     # third of the picture wide: enough to tell the ink's polarity and how wide its strokes are.
@@ -87,16 +99,39 @@ def ink_map(picture: np.ndarray) -> np.ndarray:
         paper = ndimage.percentile_filter(coarse, 80 if dark_ink else 20, size=window, mode="nearest")
         paper = ndimage.uniform_filter(paper, window // 2, mode="nearest")
         rough[dark_ink] = against_paper(gray, resized(paper, size)[..., None], dark_ink)
+
     # Dark ink on light paper, or light ink on a dark ground: ink is what stands out strongly in few
-    # places, where the ground is everywhere (a grey sheet in shadow is darker than mid-grey).
-    dark_ink = max(rough, key=lambda k: np.percentile(rough[k], 99.95) - 4 * rough[k].mean())
+    # places, where the ground is everywhere (a grey sheet in shadow is darker than mid-grey) and
+    # along most of the border (a fat digit may cover more of the picture than the paper does).
+    def ground_score(ink: np.ndarray) -> float:
+        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+        return np.percentile(ink, 99.95) - 4 * ink.mean() - 4 * max(0.0, np.median(border) - MIN_INK)
+
+    dark_ink = max(rough, key=lambda k: ground_score(rough[k]))
     # Then the paper's shade exactly: a grey closing (opening for light ink) wider than the strokes
-    # fills them with the paper around them, yet keeps a shadow's sharp edge where it is.
-    width = stroke_width(ink_mask(rough[dark_ink]))
-    side = int(np.clip(round(2.5 * width) + 3, 5, max(size) // 2))
+    # fills them with the paper around them, yet keeps a shadow's sharp edge where it is. It must be
+    # so wide that it spans the strokes' widest part too (a fat marker's joints, a blot), or the paper
+    # estimated there would be ink and only the strokes' outline would remain.
+    mark = largest_mark(ink_mask(rough[dark_ink]))
+    widest = 2 * ndimage.distance_transform_edt(mark | ink_coloured_holes(mark, gray[..., 0])).max()
+    side = int(np.clip(round(max(2.5 * mean_width(mark), 1.5 * widest)) + 3, 5, max(size)))
     close = ndimage.grey_closing if dark_ink else ndimage.grey_opening
     paper = close(ndimage.uniform_filter(rgb, (3, 3, 1)), size=(side, side, 1), mode="nearest")
     return against_paper(rgb, paper, dark_ink)
+
+
+def ink_coloured_holes(mark: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """The holes in `mark` whose shade is nearer the mark's own than the paper's around it: the inside of
+    a stroke too wide for the rough estimate, which found only its outline, not the loop of a 0 or 8."""
+    from scipy import ndimage
+
+    holes, count = ndimage.label(ndimage.binary_fill_holes(mark) & ~mark)
+    if count == 0:
+        return np.zeros_like(mark)
+    ink = np.median(gray[mark])
+    paper = np.median(gray[ndimage.binary_dilation(mark, iterations=3) & ~mark & (holes == 0)])
+    shades = np.asarray(ndimage.median(gray, holes, np.arange(1, count + 1)))
+    return np.isin(holes, np.flatnonzero(np.abs(shades - ink) < np.abs(shades - paper)) + 1)
 
 
 def against_paper(rgb: np.ndarray, paper: np.ndarray, dark_ink: bool) -> np.ndarray:
@@ -112,9 +147,12 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     """The pixels that stand out from the paper's noise, with their faint connected parts (hysteresis)."""
     from skimage import filters
 
-    level = np.median(ink)
-    noise = 1.4826 * np.median(np.abs(ink - level)) + 1e-3
-    high = max(filters.threshold_otsu(ink), level + 5 * noise, MIN_INK / 2)
+    otsu = filters.threshold_otsu(ink)
+    # The paper's noise, measured on the paper even where ink covers most of the picture (a fat marker).
+    paper = ink if np.median(ink) < otsu else ink[ink <= otsu]
+    level = np.median(paper)
+    noise = 1.4826 * np.median(np.abs(paper - level)) + 1e-3
+    high = max(otsu, level + 5 * noise, MIN_INK / 2)
     return filters.apply_hysteresis_threshold(ink, max(0.75 * high, level + 3 * noise), high)
 
 
@@ -125,14 +163,17 @@ def mean_width(mask: np.ndarray) -> float:
     return mask.sum() / max(morphology.skeletonize(mask).sum(), 1)
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """The mean width in pixels of the largest mark's strokes."""
-    from skimage import measure
+def largest_mark(mask: np.ndarray) -> np.ndarray:
+    """The largest connected mark of `mask` clear of the picture's edge (a shadow or the table beyond the
+    sheet touches it), or the largest of all when every mark touches it."""
+    from skimage import measure, segmentation
 
     labels = measure.label(mask, connectivity=2)
+    inside = segmentation.clear_border(labels)
+    labels = inside if inside.any() else labels
     if labels.max() == 0:
-        return 1.0
-    return mean_width(labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+        return mask
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
 
 
 def digit_mask(ink: np.ndarray, name: str = "image") -> np.ndarray:
@@ -187,12 +228,20 @@ def straight_lines(mask: np.ndarray) -> np.ndarray:
 
     lines = np.zeros_like(mask)
     for axis in (0, 1):
-        span = max(3, round(LINE_SPAN * mask.shape[axis]))
-        runs = ndimage.uniform_filter1d(mask.astype(np.float32), span, axis=axis) > 1 - 0.5 / span
-        runs = ndimage.maximum_filter1d(runs, span, axis=axis) & mask
+        length = mask.shape[axis]
+        span = max(3, round(LINE_SPAN * length))
+        # A faint line seen sharply breaks up in the noise: gaps of up to 1% of its length are closed.
+        joined = ndimage.binary_closing(
+            mask, np.ones((max(2, round(0.01 * length)), 1) if axis == 0 else (1, max(2, round(0.01 * length))))
+        )
+        runs = ndimage.uniform_filter1d(joined.astype(np.float32), span, axis=axis) > 1 - 0.5 / span
+        runs = ndimage.maximum_filter1d(runs, span, axis=axis) & joined
         # Only the thin part of a run: a digit's bold bar across the picture is thicker than a ruled line.
         thick = max(3, round(0.02 * mask.shape[1 - axis]))
-        lines |= runs & ~ndimage.binary_opening(runs, np.ones((thick, 1) if axis == 1 else (1, thick)))
+        across = (thick, 1) if axis == 1 else (1, thick)
+        thin = runs & ~ndimage.binary_opening(runs, np.ones(across))
+        # With the ink along its edges, which would otherwise join the digit to what is left of the line.
+        lines |= ndimage.binary_dilation(thin, np.ones((3, 1) if axis == 1 else (1, 3))) & mask
     return lines
 
 
@@ -217,25 +266,31 @@ def strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def normalise_strokes(digit: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The digit's ink with strokes about as wide, relative to its size, as MNIST's: a fine pen's
-    thickened, a fat marker's thinned (their width measured on `mask`, the digit's pixels)."""
+    """The digit's ink with strokes about as wide, relative to its size, as MNIST's when they lie beyond
+    MNIST's own range: a fine pen's thickened, a fat marker's thinned (measured on `mask`, its pixels)."""
     from skimage import morphology
 
     ratio = stroke_ratio(mask)
     side = longest_side(digit > 0.5)  # the ink's own extent, its soft edges included
     width, target = ratio * side, MNIST_STROKE_RATIO * side
-    if ratio < 0.75 * MNIST_STROKE_RATIO:
+    if ratio < THIN * MNIST_STROKE_RATIO:
         grow = max(1, round((target - width) / 2))
-        digit = morphology.dilation(np.pad(digit, grow), morphology.disk(grow))
-    elif ratio > 1.3 * MNIST_STROKE_RATIO:
+        # A disk as a sequence of small footprints: nearly the same shape, many times faster when wide.
+        digit = morphology.dilation(np.pad(digit, grow), morphology.disk(grow, decomposition="sequence"))
+    elif ratio > FAT * MNIST_STROKE_RATIO and soft_share(digit) < SHARP:
+        # Only a sharp-edged stroke is a fat pen: a blurred scan's is wide from its blur, which the model
+        # reads as it is (Blur in training), and eroding it would close its loops.
         shrink = max(1, round((width - target) / 2))
-        thinned = morphology.erosion(digit, morphology.disk(shrink))
-        # A digit blurred into one blot erodes away: then it is redrawn along its centre lines instead.
-        centre = morphology.dilation(morphology.skeletonize(digit > 0.5), morphology.disk(max(1, round(target / 2))))
-        if (thinned > 0.5).sum() < 0.3 * centre.sum():
-            thinned = np.where(centre, digit, 0.0)
-        digit = np.clip(thinned / max(thinned.max(), 1e-3), 0.0, 1.0)  # a blurred stroke's eroded core is paler
+        thinned = morphology.erosion(digit, morphology.disk(shrink, decomposition="sequence"))
+        if (thinned > 0.5).sum() >= 0.5 * (digit > 0.5).sum() * target / width:  # not a blot wiped away
+            digit = thinned
     return digit
+
+
+def soft_share(digit: np.ndarray) -> float:
+    """The share of the digit's ink in mid-tones (0.2-0.8): small for a sharp pen, large for a blurred scan."""
+    inked = digit > 0.2
+    return float((inked & (digit < 0.8)).sum() / max(inked.sum(), 1))
 
 
 def frame(digit: np.ndarray) -> np.ndarray:

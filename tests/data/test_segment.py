@@ -10,7 +10,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_lab.data.images import IMAGE_SUFFIXES
-from mnist_lab.data.segment import MNIST_STROKE_RATIO, NoDigitError, SeveralMarksError, load_digit, stroke_ratio
+from mnist_lab.data.segment import (
+    MNIST_STROKE_RATIO,
+    NoDigitError,
+    SeveralMarksError,
+    load_digit,
+    mean_width,
+    stroke_ratio,
+)
 
 # Digits as pen strokes in unit coordinates: drawn at any size, with any pen, on any paper.
 SEVEN = [(0.15, 0.1), (0.85, 0.1), (0.4, 0.95)]
@@ -120,11 +127,68 @@ def test_a_12_megapixel_photo_is_read_like_a_small_one(tmp_path, clean):
     assert similarity(load_digit(path), clean) > 0.8
 
 
-def test_a_low_resolution_scan_enlarged_reads_like_a_sharp_drawing(tmp_path, clean):
+def test_a_low_resolution_scan_enlarged_reads_like_a_sharp_drawing(tmp_path):
     rng = np.random.default_rng(1)
     small = Image.fromarray(draw(SEVEN, size=(24, 24), box=(0.5, 0.5, 0.7), pen=0.3, paper=230).astype(np.uint8))
     scan = np.asarray(small.resize((192, 192), Image.BILINEAR), np.float32) + rng.normal(0, 3, (192, 192, 1))
-    assert similarity(load_digit(save(scan, tmp_path / "scan.jpg", quality=80)), clean) > 0.85
+    sharp = load_digit(save(draw(SEVEN, pen=0.3), tmp_path / "sharp.png"))  # the same pen, drawn sharply
+    assert similarity(load_digit(save(scan, tmp_path / "scan.jpg", quality=80)), sharp) > 0.9
+
+
+def test_a_blurred_scans_wide_strokes_are_not_thinned_into_closed_loops(tmp_path):
+    """A blurred 8's strokes measure wide, but only from the blur: eroding them would close its loops."""
+    from PIL import ImageFilter
+
+    eight = [
+        (0.5, 0.5),
+        (0.2, 0.25),
+        (0.5, 0.02),
+        (0.8, 0.25),
+        (0.5, 0.5),
+        (0.15, 0.75),
+        (0.5, 0.98),
+        (0.85, 0.75),
+        (0.5, 0.5),
+    ]
+    sharp = draw(eight, size=(40, 40), box=(0.5, 0.5, 0.8), pen=0.2, paper=235)
+    scan = Image.fromarray(sharp.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5)).resize((320, 320))
+    read = load_digit(save(np.asarray(scan, np.float32), tmp_path / "eight.png"))
+    assert similarity(read, load_digit(save(sharp, tmp_path / "sharp.png"))) > 0.9
+
+
+def test_mnists_own_digits_keep_their_stroke_width(tmp_path, test_set):
+    """Thin and bold digits alike lie within MNIST's own range of stroke widths: none is redrawn."""
+    images, _ = test_set
+    changed = []
+    for index in range(100):
+        pixels = (images[index, 0].numpy() * 255).astype(np.uint8)
+        Image.fromarray(255 - pixels).resize((112, 112), Image.BILINEAR).save(tmp_path / "digit.png")
+        width = mean_width(load_digit(tmp_path / "digit.png") > 0.5) / mean_width(pixels > 127)
+        changed += [index] if not 0.7 < width < 1.4 else []
+    assert len(changed) <= 3, changed
+
+
+def test_a_fat_marker_digit_that_covers_most_of_the_picture_is_dark_ink(tmp_path):
+    """More of the picture is ink than paper, yet the paper is what runs along its border."""
+    zero = [(0.5 + 0.5 * np.sin(a), 0.5 - 0.5 * np.cos(a)) for a in np.linspace(0, 2 * np.pi, 40)]
+    marker = draw(zero, size=(300, 300), box=(0.5, 0.5, 0.7), pen=0.4, paper=225, ink=(20, 120, 40))
+    assert (marker.mean(-1) < 150).mean() > 0.5
+    digit = load_digit(save(marker, tmp_path / "zero.png"))
+    assert digit[12:17, 12:17].mean() < 0.3 < digit[4:24, 4:24].mean()  # a dark hole in a light ring
+    assert similarity(digit, load_digit(save(draw(zero), tmp_path / "thin.png"))) > 0.5
+
+
+def test_a_fine_pen_on_ruled_paper_in_a_large_photo_is_found(tmp_path, clean):
+    """At the working size the pen fades into the paper's noise and the ruled lines break up."""
+    rng = np.random.default_rng(3)
+    sheet = Image.fromarray(
+        draw(SEVEN, size=(1000, 1000), box=(0.5, 0.45, 0.3), pen=0.008, paper=200, ink=(60, 60, 90)).astype(np.uint8)
+    )
+    pencil = ImageDraw.Draw(sheet)
+    for y in range(40, 1000, 90):
+        pencil.line([(0, y), (1000, y)], fill=(160, 175, 205), width=2)
+    photo = np.asarray(sheet, np.float32) + rng.normal(0, 6, size=(1000, 1000, 1))
+    assert similarity(load_digit(save(photo, tmp_path / "ruled.jpg", quality=85)), clean) > 0.75
 
 
 def test_a_photo_of_blank_paper_says_there_is_no_digit(tmp_path):
