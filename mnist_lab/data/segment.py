@@ -125,8 +125,10 @@ def ink_coloured_holes(mark: np.ndarray, gray: np.ndarray) -> np.ndarray:
     a stroke too wide for the rough estimate, which found only its outline, not the loop of a 0 or 8."""
     from scipy import ndimage
 
-    holes, count = ndimage.label(ndimage.binary_fill_holes(mark) & ~mark)
-    if count == 0:
+    holes, count = ndimage.label(~mark)
+    # What of the paper does not reach the picture's edge is a hole.
+    holes[np.isin(holes, np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))] = 0
+    if not holes.any():
         return np.zeros_like(mark)
     ink = np.median(gray[mark])
     paper = np.median(gray[ndimage.binary_dilation(mark, iterations=3) & ~mark & (holes == 0)])
