@@ -106,12 +106,13 @@ def encode(rgb: np.ndarray, path: Path, rng: np.random.Generator, jpeg: tuple[in
 
 
 def pen_photo(
-    digit: np.ndarray, rng: np.random.Generator, path: Path, pen: tuple[float, float] = (0.015, 0.03)
+    digit: np.ndarray, rng: np.random.Generator, path: Path, nib: tuple[float, float] = (0.015, 0.03)
 ) -> Path:
-    """A ballpoint digit on grey paper, photographed in uneven light; the pen's radius a share `pen` of the height."""
+    """A ballpoint digit on grey paper, photographed in uneven light; the pen's radius a share `nib` of
+    the height."""
     H, W = int(rng.integers(700, 1100)), int(rng.integers(700, 1100))
     height = int(rng.uniform(0.22, 0.42) * min(H, W))
-    ink = turned(pen(strokes(digit, height), rng.uniform(*pen) * height), rng, 8)
+    ink = turned(pen(strokes(digit, height), rng.uniform(*nib) * height), rng, 8)
     ink = ndimage.gaussian_filter(place((H, W), ink, rng, 0.15), rng.uniform(0.5, 1.2))
     for _ in range(int(rng.integers(0, 4))):  # specks of dirt
         y, x = rng.integers(0, H), rng.integers(0, W)
@@ -141,11 +142,11 @@ def pen_photo(
     return encode(rgb, path, rng, (60, 90))
 
 
-def marker(digit: np.ndarray, rng: np.random.Generator, path: Path, pen: tuple[float, float] = (0.08, 0.14)) -> Path:
-    """A fat marker digit on white paper; the marker's radius a share `pen` of the height."""
+def marker(digit: np.ndarray, rng: np.random.Generator, path: Path, nib: tuple[float, float] = (0.08, 0.14)) -> Path:
+    """A fat marker digit on white paper; the marker's radius a share `nib` of the height."""
     H = W = int(rng.integers(400, 800))
     height = int(rng.uniform(0.4, 0.7) * H)
-    ink = turned(pen(strokes(digit, height), rng.uniform(*pen) * height), rng, 6)
+    ink = turned(pen(strokes(digit, height), rng.uniform(*nib) * height), rng, 6)
     ink = place((H, W), ink, rng, 0.1)
     colour = np.array([[20, 20, 20], [20, 40, 160], [180, 20, 30], [20, 120, 40]][int(rng.integers(4))])
     paper = np.full((H, W, 3), rng.uniform(225, 255), np.float32)
@@ -217,8 +218,8 @@ DRAWN: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] = {
 }
 # Harder than the sets above, never used to make a choice: how far beyond them the reading holds.
 STRESS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] = {
-    "finer pen photo": partial(pen_photo, pen=(0.006, 0.012)),
-    "fatter marker": partial(marker, pen=(0.14, 0.2)),
+    "finer pen photo": partial(pen_photo, nib=(0.006, 0.012)),
+    "fatter marker": partial(marker, nib=(0.14, 0.2)),
     "tiny scan": partial(lowres_scan, tall=(9, 14)),
 }
 

@@ -5,8 +5,8 @@ The steps, each for a way real pictures differ from MNIST's:
    not ink, and coloured ink counts in whichever channel shows it;
 2. ink is what stands out from the paper's noise, kept with its faint connected parts (hysteresis);
 3. ruled lines, specks, the sheet's edge and other marks that are not the digit's strokes are left out;
-4. the strokes are made about as wide, relative to the digit, as MNIST's, whether drawn with a fine
-   pen or a fat marker;
+4. strokes wider or thinner, relative to the digit, than MNIST's own range are brought toward MNIST's
+   width: a fine pen's thickened, a sharp-edged fat marker's thinned (a blurred scan's left as it is);
 5. the digit is fitted into 20x20 with area-averaged edges and placed in 28x28 by its centre of mass.
 """
 
@@ -25,8 +25,8 @@ MIN_INK = 0.15  # a digit's strokes are at least this much darker (or lighter) t
 # Stroke width over the digit's height (its 20x20 box), as MNIST's training images measure with
 # stroke_ratio() after ink_map and digit_mask (500 training images): median 0.19, middle half 0.16-0.21.
 MNIST_STROKE_RATIO = 0.19
-# Only strokes beyond MNIST's own spread are changed: through to_mnist, 95% of MNIST's digits lie within
-# 0.6-1.4 times that ratio, which the model has learnt to read (and StrokeWidth widens in training).
+# Only strokes beyond MNIST's own spread are changed: through to_mnist, 9 in 10 of MNIST's test digits lie
+# within 0.6-1.4 times that ratio, which the model has learnt to read (and StrokeWidth widens in training).
 THIN, FAT = 0.5, 1.6
 SHARP = 0.2  # a sharp stroke has less than this share of its ink in mid-tones (a blurred one about half)
 LINE_SPAN = 0.6  # a straight run of ink across this much of the picture is a ruled line or an edge
