@@ -29,6 +29,7 @@ MNIST_STROKE_RATIO = 0.19
 # within 0.6-1.4 times that ratio, which the model has learnt to read (and StrokeWidth widens in training).
 THIN, FAT = 0.5, 1.6
 SHARP = 0.2  # a sharp stroke has less than this share of its ink in mid-tones (a blurred one about half)
+FLAT_NOISE = 2.0  # a picture made on a screen varies less than this over its bare paper; a photo's noise more
 LINE_SPAN = 0.6  # a straight run of ink across this much of the picture is a ruled line or an edge
 RIVAL_MASS = 0.4  # a separate mark with this share of the digit's ink is a second digit
 
@@ -89,6 +90,10 @@ def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     rgb = picture.astype(np.float32)
     rgb = resized(rgb[..., None] if rgb.ndim == 2 else rgb, working_size(rgb.shape, side))
     size = rgb.shape[:2]
+    flat = flat_paper(rgb)
+    if flat is not None:  # made on a screen (the page's pad, a digit saved as PNG): the paper is one colour
+        dark_ink = bool(rgb.mean(-1)[(np.abs(rgb - flat) > FLAT_NOISE).any(-1)].mean() < flat.mean())
+        return against_paper(rgb, np.broadcast_to(flat, rgb.shape), dark_ink)
     # First the paper's shade roughly, as a bright (or, for light ink, dark) percentile of windows a
     # third of the picture wide: enough to tell the ink's polarity and how wide its strokes are.
     gray = rgb.mean(-1, keepdims=True)
@@ -120,6 +125,16 @@ def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     return against_paper(rgb, paper, dark_ink)
 
 
+def flat_paper(rgb: np.ndarray) -> np.ndarray | None:
+    """The paper's one colour, (C,), when the whole border and most of the picture are exactly it, else None."""
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    if np.ptp(border, axis=0).max() > FLAT_NOISE:
+        return None
+    colour = np.median(border, axis=0)
+    bare = (np.abs(rgb - colour) <= FLAT_NOISE).all(-1)
+    return colour if 0.5 <= bare.mean() < 1.0 else None
+
+
 def ink_coloured_holes(mark: np.ndarray, gray: np.ndarray) -> np.ndarray:
     """The holes in `mark` whose shade is nearer the mark's own than the paper's around it: the inside of
     a stroke too wide for the rough estimate, which found only its outline, not the loop of a 0 or 8."""
@@ -130,8 +145,10 @@ def ink_coloured_holes(mark: np.ndarray, gray: np.ndarray) -> np.ndarray:
     holes[np.isin(holes, np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))] = 0
     if not holes.any():
         return np.zeros_like(mark)
-    ink = np.median(gray[mark])
-    paper = np.median(gray[ndimage.binary_dilation(mark, iterations=3) & ~mark & (holes == 0)])
+    around = ndimage.binary_dilation(mark, iterations=3) & ~mark & (holes == 0)
+    if not around.any():  # the mark fills the picture up to its edge: no paper to compare with
+        return np.zeros_like(mark)
+    ink, paper = np.median(gray[mark]), np.median(gray[around])
     shades = np.asarray(ndimage.median(gray, holes, np.arange(1, count + 1)))
     return np.isin(holes, np.flatnonzero(np.abs(shades - ink) < np.abs(shades - paper)) + 1)
 
