@@ -324,11 +324,11 @@ def score(
     return rows
 
 
-def global_paper(picture: np.ndarray) -> np.ndarray:
+def global_paper(picture: np.ndarray, side: int = 320) -> np.ndarray:
     """ink_map with one shade for the whole paper (its border's median), as before the local estimate."""
     from mnist_lab.data import segment
 
-    rgb = segment.resized(picture.astype(np.float32), segment.working_size(picture.shape))
+    rgb = segment.resized(picture.astype(np.float32), segment.working_size(picture.shape, side))
     rgb = rgb[..., None] if rgb.ndim == 2 else rgb
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
     paper = np.median(border, axis=0)

@@ -3,6 +3,7 @@ marker, in a phone's photo or a small scan, and framed as MNIST frames its digit
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from mnist_lab.data.segment import (
     MNIST_STROKE_RATIO,
     NoDigitError,
     SeveralMarksError,
+    ink_coloured_holes,
     load_digit,
     mean_width,
     stroke_ratio,
@@ -176,6 +178,15 @@ def test_a_fat_marker_digit_that_covers_most_of_the_picture_is_dark_ink(tmp_path
     digit = load_digit(save(marker, tmp_path / "zero.png"))
     assert digit[12:17, 12:17].mean() < 0.3 < digit[4:24, 4:24].mean()  # a dark hole in a light ring
     assert similarity(digit, load_digit(save(draw(zero), tmp_path / "thin.png"))) > 0.5
+
+
+def test_a_mark_that_fills_the_picture_to_its_edge_has_no_ink_coloured_holes():
+    """No paper around the mark to compare its hole with: no hole is taken for ink, and nothing warns."""
+    mark = np.ones((60, 60), bool)
+    mark[25:35, 25:35] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not ink_coloured_holes(mark, np.where(mark, 20.0, 240.0)).any()
 
 
 def test_a_fine_pen_on_ruled_paper_in_a_large_photo_is_found(tmp_path, clean):
