@@ -118,8 +118,12 @@ def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     # so wide that it spans the strokes' widest part too (a fat marker's joints, a blot), or the paper
     # estimated there would be ink and only the strokes' outline would remain.
     mark = largest_mark(ink_mask(rough[dark_ink]))
-    widest = 2 * ndimage.distance_transform_edt(mark | ink_coloured_holes(mark, gray[..., 0])).max()
-    side = int(np.clip(round(max(2.5 * mean_width(mark), 1.5 * widest)) + 3, 5, max(size)))
+    mark |= ink_coloured_holes(mark, gray[..., 0])
+    width = mean_width(mark)
+    # A joint is at most about twice a stroke's width: what is wider is a shadow the rough estimate took
+    # for ink, which a closing that wide would fill with paper, and then count its edge as ink.
+    widest = min(2 * ndimage.distance_transform_edt(mark).max(), 2 * width)
+    side = int(np.clip(round(max(2.5 * width, 1.5 * widest)) + 3, 5, max(size)))
     close = ndimage.grey_closing if dark_ink else ndimage.grey_opening
     paper = close(ndimage.uniform_filter(rgb, (3, 3, 1)), size=(side, side, 1), mode="nearest")
     return against_paper(rgb, paper, dark_ink)
