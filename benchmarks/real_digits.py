@@ -21,10 +21,13 @@ With `--stress`, three harder sets, never used to make a choice, show how far be
 reading holds: a finer pen (1.2-2.4% of the height), a fatter marker (28-40%) and a tiny scan of a
 9-13 px digit.
 
-The strokes come from MNIST's test images, which no model trains or validates on; `--split dev`
-(test images 5,000-9,999, other seeds) is for making choices, `--split report` (0-4,999) for the
-figures. Each set is scored by `python -m mnist_lab.predict ckpt_path=<run> images=<folder>` and,
-beside it, by a naive reading: the whole picture resized to 28x28 (inverted when the paper is light).
+The strokes come from MNIST's test images 0-4,999, which no model trains or validates on (the harder
+half of the test set: the other half's writers are neater). `--split report` draws each set's digits
+for the figures; `--split dev`, for making choices, draws others of the same half, never one that a
+report set draws, with other seeds. Each set is scored by
+`python -m mnist_lab.predict ckpt_path=<run> images=<folder>` and, beside it, by a naive reading:
+the whole picture resized to 28x28 (inverted when the paper is light). `--in-process` compares many
+runs quickly: each picture is prepared once in this process, by the code predict runs.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from scipy import ndimage
 from skimage import morphology, transform
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
-SPLITS = {"report": (0, 5000, 0), "dev": (5000, 10000, 1000)}  # test images [start, stop), seed offset
+SPLITS = {"report": 0, "dev": 7000}  # each split's seed offset
+WRITERS = np.arange(5000)  # MNIST's test images 0-4,999: the harder half, whose writers a model reads worst
 
 
 def strokes(digit: np.ndarray, height: int) -> np.ndarray:
@@ -224,19 +228,28 @@ STRESS: dict[str, Callable[[np.ndarray, np.random.Generator, Path], Path]] = {
 }
 
 
+def report_picks(k: int, n: int) -> np.ndarray:
+    """The test images that the report split's `k`-th drawn set takes, `n` of them."""
+    return np.random.default_rng(SPLITS["report"] + k).choice(WRITERS, size=n, replace=False)
+
+
 def build(folder: Path, n: int, split: str, stress: bool = False) -> dict[str, list[tuple[Path, int]]]:
     """Write every set under `folder` (with `stress`, the STRESS sets too): {set: [(image file, label)]}."""
     from mnist_lab.data import files
 
     test_x, test_y = files.load(files.dataset("MNIST"), None)["test"]
-    start, stop, seed = SPLITS[split]
+    seed = SPLITS[split]
+    pool = WRITERS
+    if split != "report":  # never a digit that a report set draws, so that no choice sees one
+        drawn_for_report = [report_picks(k, n) for k in range(len(DRAWN))]
+        pool = np.setdiff1d(WRITERS, np.concatenate(drawn_for_report))
     sets: dict[str, list[tuple[Path, int]]] = {}
 
     def drawn(name: str, draw: Callable[[np.ndarray, np.random.Generator, Path], Path], rng_seed: int) -> None:
         rng = np.random.default_rng(rng_seed)
         out = folder / name.replace(" ", "_")
         out.mkdir(parents=True)
-        picks = rng.choice(np.arange(start, stop), size=n, replace=False)
+        picks = rng.choice(pool, size=n, replace=False)
         sets[name] = [
             (draw(test_x[i].numpy(), rng, out / f"{j:04d}_{int(test_y[i])}"), int(test_y[i]))
             for j, i in enumerate(picks)
@@ -354,35 +367,62 @@ ABLATIONS = {
 }
 
 
-def ablate(ckpt: str, sets: dict[str, list[tuple[Path, int]]]) -> dict[str, dict[str, float]]:
-    """Each set's accuracy with every preparation step, and with each step left out in turn (in this
-    process, through mnist_lab.data.segment.load_digit)."""
+def prepared(items: list[tuple[Path, int]]) -> tuple[np.ndarray, list[bool]]:
+    """Each picture prepared in this process by mnist_lab.data.segment.load_digit, the code predict runs:
+    (N, 1, 28, 28) digits, and whether each was read (a refused one is blank)."""
+    from mnist_lab.data import segment
+
+    digits, read = [], []
+    for path, _ in items:
+        try:
+            digits.append(segment.load_digit(path))
+            read.append(True)
+        except segment.ImageError:
+            digits.append(np.zeros((28, 28), np.float32))
+            read.append(False)
+    return np.stack(digits)[:, None], read
+
+
+def accuracy(model, digits: np.ndarray, read: list[bool], items: list[tuple[Path, int]]) -> float:
+    """The share of `items` read and read right by `model` from their prepared `digits`."""
     import torch
 
     from mnist_lab.checkpoints.inference import probabilities
+
+    guesses = probabilities(model, torch.from_numpy(digits)).argmax(1).tolist()
+    return sum(ok and g == label for ok, g, (_, label) in zip(read, guesses, items)) / len(items)
+
+
+def in_process(checkpoints: list[str], sets: dict[str, list[tuple[Path, int]]]) -> dict[str, dict[str, float]]:
+    """Each checkpoint's accuracy on each set, every picture prepared once in this process: many
+    checkpoints compared in the time the command takes for one."""
+    from mnist_lab.checkpoints.load import load_checkpoint
+
+    ready = {name: prepared(items) for name, items in sets.items()}
+    models = {spec: load_checkpoint(spec).model for spec in checkpoints}
+    return {
+        spec: {name: accuracy(model, *ready[name], items) for name, items in sets.items()}
+        for spec, model in models.items()
+    }
+
+
+def ablate(ckpt: str, sets: dict[str, list[tuple[Path, int]]]) -> dict[str, dict[str, float]]:
+    """Each set's accuracy with every preparation step, and with each step left out in turn (in this
+    process, through mnist_lab.data.segment.load_digit)."""
     from mnist_lab.checkpoints.load import load_checkpoint
     from mnist_lab.data import segment
 
     model = load_checkpoint(ckpt).model
 
-    def accuracy(items: list[tuple[Path, int]]) -> float:
-        digits, read = [], []
-        for path, _ in items:
-            try:
-                digits.append(segment.load_digit(path))
-                read.append(True)
-            except segment.ImageError:
-                digits.append(np.zeros((28, 28), np.float32))
-                read.append(False)
-        guesses = probabilities(model, torch.from_numpy(np.stack(digits)).unsqueeze(1)).argmax(1).tolist()
-        return sum(ok and g == label for ok, g, (_, label) in zip(read, guesses, items)) / len(items)
+    def scores() -> dict[str, float]:
+        return {name: accuracy(model, *prepared(items), items) for name, items in sets.items()}
 
-    rows = {"every step": {name: accuracy(items) for name, items in sets.items()}}
+    rows = {"every step": scores()}
     for step, (attribute, replacement) in ABLATIONS.items():
         kept = getattr(segment, attribute)
         setattr(segment, attribute, replacement)
         try:
-            rows[f"without {step}"] = {name: accuracy(items) for name, items in sets.items()}
+            rows[f"without {step}"] = scores()
         finally:
             setattr(segment, attribute, kept)
     return rows
@@ -427,6 +467,11 @@ def main() -> None:
     parser.add_argument(
         "--ablate", action="store_true", help="also score each preparation step left out (1st checkpoint)"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="score in this process, each picture prepared once, not through the command (to compare many runs)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_digits.json")
     args = parser.parse_args()
     args.checkpoints = [str(Path(c).resolve()) if Path(c).exists() else c for c in args.checkpoints]
@@ -434,10 +479,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         sets = build(folder / "sets", args.n, args.split, args.stress)
-        results = {spec: score(spec, sets, Path(tmp), args.baseline) for spec in args.checkpoints}
-        photo = photo_seconds(Path(tmp))
+        if args.in_process:
+            quick = in_process(args.checkpoints, sets)
+            results = {
+                spec: {name: {"n": len(sets[name]), "predict": acc} for name, acc in row.items()}
+                for spec, row in quick.items()
+            }
+        else:
+            results = {spec: score(spec, sets, Path(tmp), args.baseline) for spec in args.checkpoints}
+        photo = {} if args.in_process else photo_seconds(Path(tmp))
         ablation = ablate(args.checkpoints[0], sets) if args.ablate else {}
-    columns = ["predict", "naive resize", *(["baseline"] if args.baseline else [])]
+    columns = ["predict"] if args.in_process else ["predict", "naive resize", *(["baseline"] if args.baseline else [])]
     print("| set | n | " + " | ".join(f"{s}: {c}" for s in args.checkpoints for c in columns) + " |")
     print("|---|---|" + "---|" * len(columns) * len(args.checkpoints))
     for name in sets:
@@ -459,7 +511,14 @@ def main() -> None:
             print(f"| {row} | " + " | ".join(f"{accuracies[name]:.3f}" for name in sets) + " |")
     for kind, seconds in photo.items():
         print(f"a 12-megapixel photo, {kind}: prepared in {seconds:.3f} s (goal <= 1 s)")
-    summary = {"split": args.split, "cpu": cpu, "results": results, "photo_seconds": photo, "ablation": ablation}
+    summary = {
+        "split": args.split,
+        "in_process": args.in_process,
+        "cpu": cpu,
+        "results": results,
+        "photo_seconds": photo,
+        "ablation": ablation,
+    }
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out} ({cpu})")
     short = [

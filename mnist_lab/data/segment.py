@@ -31,6 +31,7 @@ THIN, FAT = 0.5, 1.6
 SHARP = 0.2  # a sharp stroke has less than this share of its ink in mid-tones (a blurred one about half)
 FLAT_NOISE = 2.0  # a picture made on a screen varies less than this over its bare paper; a photo's noise more
 LINE_SPAN = 0.6  # a straight run of ink across this much of the picture is a ruled line or an edge
+DARK_GROUND = 100  # a dark ground (a blackboard, MNIST's black) is darker than this over most of the picture
 RIVAL_MASS = 0.4  # a separate mark with this share of the digit's ink is a second digit
 
 
@@ -94,25 +95,18 @@ def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     if flat is not None:  # made on a screen (the page's pad, a digit saved as PNG): the paper is one colour
         dark_ink = bool(rgb.mean(-1)[(np.abs(rgb - flat) > FLAT_NOISE).any(-1)].mean() < flat.mean())
         return against_paper(rgb, np.broadcast_to(flat, rgb.shape), dark_ink)
-    # First the paper's shade roughly, as a bright (or, for light ink, dark) percentile of windows a
-    # third of the picture wide: enough to tell the ink's polarity and how wide its strokes are.
+    # First the paper's shade roughly, on a coarse grid: enough to tell the ink's polarity and how wide
+    # its strokes are.
     gray = rgb.mean(-1, keepdims=True)
     coarse = resized(gray[..., 0], tuple(max(4, round(s * PAPER_GRID / max(size))) for s in size))
-    window = max(3, PAPER_GRID // 3)
-    rough = {}
-    for dark_ink in (True, False):
-        paper = ndimage.percentile_filter(coarse, 80 if dark_ink else 20, size=window, mode="nearest")
-        paper = ndimage.uniform_filter(paper, window // 2, mode="nearest")
-        rough[dark_ink] = against_paper(gray, resized(paper, size)[..., None], dark_ink)
-
-    # Dark ink on light paper, or light ink on a dark ground: ink is what stands out strongly in few
-    # places, where the ground is everywhere (a grey sheet in shadow is darker than mid-grey) and
-    # along most of the border (a fat digit may cover more of the picture than the paper does).
-    def ground_score(ink: np.ndarray) -> float:
-        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
-        return np.percentile(ink, 99.95) - 4 * ink.mean() - 4 * max(0.0, np.median(border) - MIN_INK)
-
-    dark_ink = max(rough, key=lambda k: ground_score(rough[k]))
+    rough = {dark_ink: rough_ink(gray, coarse, dark_ink) for dark_ink in (True, False)}
+    dark_ink = ground_score(rough[True]) >= ground_score(rough[False])
+    if not dark_ink and np.median(gray) >= DARK_GROUND:
+        # Light ink on a ground as light as paper: a shadow and the table along most of the border pass
+        # for the ground in the percentile estimate. A closing keeps the shadow's edge as paper: dark ink
+        # unless that estimate too finds light ink standing out.
+        closed = {k: ground_score(rough_ink(gray, coarse, k, closing=True)) for k in (True, False)}
+        dark_ink = closed[True] >= closed[False]
     # Then the paper's shade exactly: a grey closing (opening for light ink) wider than the strokes
     # fills them with the paper around them, yet keeps a shadow's sharp edge where it is. It must be
     # so wide that it spans the strokes' widest part too (a fat marker's joints, a blot), or the paper
@@ -127,6 +121,29 @@ def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     close = ndimage.grey_closing if dark_ink else ndimage.grey_opening
     paper = close(ndimage.uniform_filter(rgb, (3, 3, 1)), size=(side, side, 1), mode="nearest")
     return against_paper(rgb, paper, dark_ink)
+
+
+def rough_ink(gray: np.ndarray, coarse: np.ndarray, dark_ink: bool, closing: bool = False) -> np.ndarray:
+    """Ink over a rough estimate of the paper's shade made on `coarse` (`gray` shrunk to the paper's grid):
+    a bright (for light ink, dark) percentile of windows a third of the picture wide, which spans a fat
+    marker's strokes, or with `closing`, a grey closing (opening) a sixth wide, which keeps a shadow's edge."""
+    from scipy import ndimage
+
+    window = max(3, PAPER_GRID // 3)
+    if closing:
+        paper = (ndimage.grey_closing if dark_ink else ndimage.grey_opening)(coarse, size=window // 2, mode="nearest")
+    else:
+        paper = ndimage.percentile_filter(coarse, 80 if dark_ink else 20, size=window, mode="nearest")
+        paper = ndimage.uniform_filter(paper, window // 2, mode="nearest")
+    return against_paper(gray, resized(paper, gray.shape[:2])[..., None], dark_ink)
+
+
+def ground_score(ink: np.ndarray) -> float:
+    """How well `ink` fits ink on a ground: it stands out strongly in few places, where the ground is
+    everywhere (a grey sheet in shadow is darker than mid-grey) and along most of the border (a fat digit
+    may cover more of the picture than the paper does)."""
+    border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+    return float(np.percentile(ink, 99.95) - 4 * ink.mean() - 4 * max(0.0, np.median(border) - MIN_INK))
 
 
 def flat_paper(rgb: np.ndarray) -> np.ndarray | None:

@@ -1,9 +1,10 @@
-"""The presets (conf/experiment/): one_epoch, the tutorial's runs, the best runs, each pinning what it says."""
+"""The presets (conf/experiment/): one_epoch, serve, the tutorial's runs, the best runs, each pinning what it says."""
 
 from __future__ import annotations
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 
 def test_one_epoch_preset_trains_the_tutorials_cnn_once_through_the_data_with_its_choices(compose_cfg):
@@ -16,6 +17,13 @@ def test_one_epoch_preset_trains_the_tutorials_cnn_once_through_the_data_with_it
     assert cfg.data.batch_size == 128 and cfg.optimizer.lr == 0.008
     assert cfg.scheduler._target_.endswith("OneCycleLR") and cfg.scheduler.max_lr == cfg.optimizer.lr
     assert cfg.trainer.precision in ("bf16-mixed", "32-true")  # what the machine computes fast
+
+
+def test_serve_preset_is_one_epochs_recipe_three_times_through_the_data(compose_cfg):
+    one_epoch = OmegaConf.to_container(compose_cfg("experiment=one_epoch"))
+    serve = OmegaConf.to_container(compose_cfg("experiment=serve"))
+    assert one_epoch["trainer"].pop("max_epochs") == 1 and serve["trainer"].pop("max_epochs") == 3
+    assert serve == one_epoch
 
 
 @pytest.mark.parametrize(

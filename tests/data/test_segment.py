@@ -80,6 +80,17 @@ def test_a_shadow_and_a_lighting_gradient_are_paper_not_ink(tmp_path, clean):
     assert similarity(load_digit(save(photo, tmp_path / "shadow.jpg", quality=85)), clean) > 0.85
 
 
+def test_a_shadow_and_the_table_along_most_of_the_border_leave_the_ink_dark(tmp_path, clean):
+    """The dark border is the shadow and the table, not a dark ground with light ink on it."""
+    rng = np.random.default_rng(0)
+    ys = np.mgrid[:800, :800][0] / 800
+    light = (1.1 - 0.3 * ys) * (1 - 0.55 / (1 + np.exp(-(ys - 0.75) / 0.04)))  # lit from above, shadow below
+    photo = lit(draw(SEVEN, size=(800, 800), box=(0.6, 0.6, 0.3), pen=0.05, paper=150, ink=(30, 30, 90)), light)
+    photo[:, 760:] = 40  # the dark table beyond the sheet's edge
+    photo += rng.normal(0, 5, size=(800, 800, 1))
+    assert similarity(load_digit(save(photo, tmp_path / "shadow_table.jpg", quality=85)), clean) > 0.85
+
+
 def test_tinted_paper_and_coloured_ink_read_like_black_on_white(tmp_path, clean):
     photo = draw(SEVEN, ink=(200, 30, 40)) * np.array([1.0, 0.95, 0.75])  # red ink on yellowish paper
     assert similarity(load_digit(save(photo, tmp_path / "red.png")), clean) > 0.9
@@ -168,6 +179,18 @@ def test_mnists_own_digits_keep_their_stroke_width(tmp_path, test_set):
         width = mean_width(load_digit(tmp_path / "digit.png") > 0.5) / mean_width(pixels > 127)
         changed += [index] if not 0.7 < width < 1.4 else []
     assert len(changed) <= 3, changed
+
+
+def test_mnists_own_digits_photographed_as_jpeg_read_as_light_ink_on_a_dark_ground(tmp_path, test_set):
+    """MNIST's white-on-black, with a grey ground, sensor noise and JPEG's artefacts: no flat paper to take."""
+    images, _ = test_set
+    rng = np.random.default_rng(1)
+    for index in range(20):
+        pixels = images[index, 0].numpy() * 255
+        photo = Image.fromarray(pixels.astype(np.uint8)).resize((168, 168), Image.BILINEAR)
+        noisy = np.asarray(photo, np.float32) * 0.8 + 40 + rng.normal(0, 4, size=(168, 168))
+        read = load_digit(save(np.repeat(noisy[..., None], 3, -1), tmp_path / "digit.jpg", quality=80))
+        assert similarity(read, images[index, 0].numpy()) > 0.8, index
 
 
 def test_a_fat_marker_digit_that_covers_most_of_the_picture_is_dark_ink(tmp_path):
