@@ -474,6 +474,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_digits.json")
     args = parser.parse_args()
+    if args.in_process and args.baseline:
+        parser.error("--baseline scores another checkout's predict command; it cannot run --in-process")
     args.checkpoints = [str(Path(c).resolve()) if Path(c).exists() else c for c in args.checkpoints]
 
     with tempfile.TemporaryDirectory() as tmp:
