@@ -3,9 +3,11 @@ such a fit needs runs here, and train() comes here only when the trainer is set 
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.training.launch import check_launch, check_nodes, log_rank
@@ -19,6 +21,7 @@ def fit_across(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
     check_launch(trainer, cfg.trainer.get("strategy", "auto"))
     check_nodes(trainer)
     log_rank(trainer)
+    trainer.callbacks.append(EndSpawnedProcessGroup())
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except RuntimeError as err:
@@ -28,3 +31,13 @@ def fit_across(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Light
             raise
         raise failure from err
     return recover_spawned_state(trainer)
+
+
+class EndSpawnedProcessGroup(L.Callback):
+    """End a spawned process's process group as its fit or test ends (ddp_spawn spawns new processes for each)."""
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Lightning ends only NCCL groups at exit; a gloo group left to its destructor at exit can abort
+        # the process ("terminate called without an active exception") and with it the whole run.
+        if multiprocessing.parent_process() is not None and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

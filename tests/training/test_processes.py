@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import socket
 
 import pytest
+import torch
 
 from mnist_lab.training import processes
 
@@ -106,3 +109,27 @@ def test_ddp_spawn_runs_inside_a_multirun_with_full_metrics(tmp_path):
     # The spawned processes trained; the history comes back with their last checkpoint.
     assert [row["epoch"] for row in metrics["history"]] == list(range(1, metrics["epochs_run"] + 1))
     assert metrics["history"][-1]["train/acc"] == pytest.approx(metrics["train/acc"])
+
+
+def group_left_after_teardown(port: int) -> bool:
+    """Whether a one-process gloo group is still initialized after EndSpawnedProcessGroup's teardown."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    processes.EndSpawnedProcessGroup().teardown(None, None, "test")
+    left = torch.distributed.is_initialized()
+    if left:
+        torch.distributed.destroy_process_group()
+    return left
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_spawned_process_ends_its_gloo_group_when_its_fit_or_test_ends_and_no_other_process_does():
+    # A gloo group left to its destructor at exit can abort a spawned process, and with it the run.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(group_left_after_teardown, (free_port(),)) is False
+    # DDP's rerun ranks, SLURM's tasks and the main process keep theirs for the test that follows the fit.
+    assert group_left_after_teardown(free_port()) is True
