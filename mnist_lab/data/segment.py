@@ -32,6 +32,7 @@ SHARP = 0.2  # a sharp stroke has less than this share of its ink in mid-tones (
 FLAT_NOISE = 2.0  # a picture made on a screen varies less than this over its bare paper; a photo's noise more
 LINE_SPAN = 0.6  # a straight run of ink across this much of the picture is a ruled line or an edge
 DARK_GROUND = 100  # a dark ground (a blackboard, MNIST's black) is darker than this over most of the picture
+CUT = 2.0  # a mark meeting the picture's edge over at most this many stroke widths is a stroke the crop cut
 RIVAL_MASS = 0.4  # a separate mark with this share of the digit's ink is a second digit
 
 
@@ -244,9 +245,11 @@ def digit_mask(ink: np.ndarray, name: str = "image") -> np.ndarray:
     # A digit's loose parts lie above or below it (a 5's bar, a broken stroke); a second digit beside it.
     reach = 0.3 * max(bottom - top, right - left)
     reach_up = 0.6 * max(bottom - top, right - left)
+    edge = [m for m in big_enough if m not in pool and mass(m) < mass(digit)]
+    cut = cut_strokes(labels, digit.label, edge) if edge else []
     near = [
         m
-        for m in pool
+        for m in pool + cut
         if mass(m) >= 0.03 * mass(digit)
         and m.bbox[0] < bottom + reach_up
         and m.bbox[2] > top - reach_up
@@ -260,6 +263,21 @@ def digit_mask(ink: np.ndarray, name: str = "image") -> np.ndarray:
             "crop the picture to one digit"
         )
     return np.isin(labels, [m.label for m in near])
+
+
+def cut_strokes(labels: np.ndarray, digit: int, marks: list) -> list:
+    """Those of `marks` (regions of `labels` at the picture's edge) that are strokes of the digit the crop cut."""
+    from scipy import ndimage
+
+    # A stroke the crop cut meets the picture's edge across its width only; the sheet's edge, a shadow or
+    # the table runs along it. Such a stroke within a stroke's width of the digit is one of its loose parts
+    # (a 5's bar); farther off, it is a neighbour's.
+    width = mean_width(labels == digit)
+    rim = np.ones(labels.shape, bool)
+    rim[1:-1, 1:-1] = False
+    contact = np.bincount(labels[rim], minlength=labels.max() + 1)
+    gap = ndimage.distance_transform_edt(labels != digit)
+    return [m for m in marks if contact[m.label] <= CUT * width and gap[labels == m.label].min() <= width]
 
 
 def straight_lines(mask: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from mnist_lab.data.segment import (
 # Digits as pen strokes in unit coordinates: drawn at any size, with any pen, on any paper.
 SEVEN = [(0.15, 0.1), (0.85, 0.1), (0.4, 0.95)]
 FOUR = [(0.65, 0.95), (0.65, 0.05), (0.1, 0.65), (0.9, 0.65)]
+FIVE_BODY = [(0.3, 0.25), (0.25, 0.5), (0.55, 0.45), (0.75, 0.65), (0.6, 0.92), (0.25, 0.85)]  # its bar apart
 
 
 def draw(
@@ -244,6 +245,20 @@ def test_a_digit_with_a_loose_stroke_is_one_digit(tmp_path):
     sheet = Image.fromarray(draw([(0.65, 0.95), (0.65, 0.05)]).astype(np.uint8))
     ImageDraw.Draw(sheet).line([(170, 245), (250, 110)], fill=(20, 20, 20), width=30)
     assert load_digit(save(np.asarray(sheet, np.float32), tmp_path / "four.png")).max() == pytest.approx(1.0)
+
+
+def test_a_stroke_the_crop_cut_at_the_pictures_edge_stays_part_of_the_digit(tmp_path):
+    """A five whose bar, written apart from its body, runs off the picture's right edge."""
+    sheet = Image.fromarray(draw(FIVE_BODY).astype(np.uint8))
+    ImageDraw.Draw(sheet).line([(175, 96), (291, 92)], fill=(20, 20, 20), width=38)
+    five = np.asarray(sheet, np.float32)
+    whole = load_digit(save(five, tmp_path / "whole.png"))
+    assert similarity(load_digit(save(five[:, :275], tmp_path / "cropped.png")), whole) > 0.9
+
+
+def test_a_neighbours_strokes_the_crop_cut_are_not_part_of_the_digit(tmp_path, clean):
+    row = np.minimum(draw(SEVEN, box=(0.35, 0.5, 0.5)), draw(FOUR, box=(0.8, 0.5, 0.5)))
+    assert similarity(load_digit(save(row[:, :312], tmp_path / "row.png")), clean) > 0.95
 
 
 def test_a_digit_blurred_into_one_blot_is_framed_not_eroded_away(tmp_path):
