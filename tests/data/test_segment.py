@@ -226,6 +226,17 @@ def test_a_fine_pen_on_ruled_paper_in_a_large_photo_is_found(tmp_path, clean):
     assert similarity(load_digit(save(photo, tmp_path / "ruled.jpg", quality=85)), clean) > 0.75
 
 
+def test_a_small_thin_one_in_a_large_photo_is_found(tmp_path):
+    """A 1 a tenth of the photo's height covers fewer than one pixel in a thousand."""
+    rng = np.random.default_rng(3)
+    one = draw([(0.55, 0.05), (0.45, 0.95)], size=(1600, 1200), box=(0.4, 0.45, 0.1), pen=0.05, paper=190)
+    light = 0.8 + 0.3 * np.mgrid[:1200, :1600][1] / 1600
+    photo = lit(one, light) + rng.normal(0, 5, (1200, 1600, 1))
+    digit = load_digit(save(photo, tmp_path / "one.jpg", quality=85))
+    rows, cols = np.nonzero(digit > 0.3)
+    assert rows.max() - rows.min() >= 16 and cols.max() - cols.min() <= 8  # upright and tall, as a 1
+
+
 def test_a_photo_of_blank_paper_says_there_is_no_digit(tmp_path):
     rng = np.random.default_rng(2)
     ys, xs = np.mgrid[:600, :800] / 800
