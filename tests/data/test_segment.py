@@ -122,11 +122,12 @@ def test_a_photo_taken_sideways_is_turned_upright_by_its_exif_orientation(tmp_pa
     assert similarity(load_digit(tmp_path / "phone.jpg"), clean) > 0.9
 
 
-def test_a_heic_photo_is_read_like_its_png(tmp_path, clean):
+@pytest.mark.parametrize("tile_size", [0, 256], ids=["one piece", "in tiles, as a phone writes it"])
+def test_a_heic_photo_is_read_like_its_png(tmp_path, clean, tile_size):
     pillow_heif = pytest.importorskip("pillow_heif")
     photo = draw(SEVEN, size=(600, 450))
     heif = pillow_heif.from_bytes(mode="RGB", size=(600, 450), data=photo.astype(np.uint8).tobytes())
-    heif.save(tmp_path / "phone.heic", quality=80)
+    heif.save(tmp_path / "phone.heic", quality=80, tile_size=tile_size)
     assert ".heic" in IMAGE_SUFFIXES
     assert similarity(load_digit(tmp_path / "phone.heic"), clean) > 0.9
 
