@@ -139,6 +139,33 @@ class Contrast(nn.Module):
         return f"p={self.p}, gamma={self.gamma}, low={self.low}"
 
 
+class Resolution(nn.Module):
+    """A digit seen at a lower resolution and enlarged back, as a low-resolution scan or a small digit in a
+    photo reaches the model: shrunk with an antialiased bilinear filter to a side in [`low`, 1) of its own
+    and enlarged back, for a share `p` of the images."""
+
+    def __init__(self, p: float = 0.3, low: float = 0.4) -> None:
+        super().__init__()
+        if not 0 < low < 1:
+            raise ValueError(f"data.augment.low must lie in (0, 1), got {low!r}")
+        self.p, self.low = p, low
+
+    def forward(self, x: Tensor) -> Tensor:
+        # One resize call per side length: a 28x28 batch has at most a dozen lower sides to draw from.
+        n, _, h, w = x.shape
+        sides = (h * (self.low + (1 - self.low) * torch.rand(n, device=x.device))).round().clamp(min=2).long()
+        chosen = per_image(x, self.p).flatten().bool()
+        out = x.clone()
+        for side in sides[chosen].unique().tolist():
+            pick = chosen & (sides == side)
+            small = F.interpolate(x[pick], size=(side, round(side * w / h)), mode="bilinear", antialias=True)
+            out[pick] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, low={self.low}"
+
+
 class Chain(nn.Module):
     """Augmentations applied one after another in the order given, each drawing its own randomness per
     image; a step given as None is left out (`data.augment.blur=null`)."""

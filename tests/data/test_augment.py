@@ -1,4 +1,4 @@
-"""The augmentations: batched and drawn per image (position, stroke width, blur, bend, contrast), chained,
+"""The augmentations: batched and drawn per image (position, stroke width, blur, bend, contrast, resolution), chained,
 applied to training batches only."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mnist_lab.data.augment import Blur, Chain, Contrast, Elastic, RandomAffine, StrokeWidth
+from mnist_lab.data.augment import Blur, Chain, Contrast, Elastic, RandomAffine, Resolution, StrokeWidth
 from mnist_lab.data.datamodule import MNISTDataModule
 
 from helpers import recorded_fit
@@ -110,6 +110,19 @@ def test_contrast_changes_the_inks_strength_but_never_makes_paper_ink():
     assert changed[x == 0].eq(0).all() and changed.max() <= 1.0
     peaks, edges = changed.amax(dim=(1, 2, 3)), changed[:, 0, 12, 10] / changed[:, 0, 12, 12]
     assert peaks.min() >= 0.6 - 1e-6 and peaks.std() > 0 and edges.std() > 0
+
+
+def test_resolution_merges_fine_detail_at_a_side_drawn_per_image_and_keeps_the_ink():
+    torch.manual_seed(0)
+    x = torch.zeros(32, 1, 28, 28)
+    x[..., 6:22, 12] = x[..., 6:22, 15] = 1.0  # two 1-px strokes with a 2-px gap, as a 0's sides
+    seen = Resolution(p=1.0, low=0.4)(x)
+    gap = seen[:, 0, 14, 13:15].mean(1)
+    assert gap.max() > 0.2 and gap.unique().numel() > 3  # the gap fills in, by how much depends on each image's side
+    assert seen.sum(dim=(1, 2, 3)) == pytest.approx(x.sum(dim=(1, 2, 3)), rel=0.2)
+    assert torch.equal(Resolution(p=0.0)(x), x)
+    with pytest.raises(ValueError, match="data.augment.low must lie in"):
+        Resolution(low=1.0)
 
 
 def test_a_chain_applies_its_steps_in_order_and_leaves_out_the_null_ones():
