@@ -151,7 +151,7 @@ class Resolution(nn.Module):
         self.p, self.low = p, low
 
     def forward(self, x: Tensor) -> Tensor:
-        # One resize call per side length: a 28x28 batch has at most a dozen lower sides to draw from.
+        # One resize pair per side length drawn: a 28x28 batch at low=0.4 has at most 18 of them.
         n, _, h, w = x.shape
         sides = (h * (self.low + (1 - self.low) * torch.rand(n, device=x.device))).round().clamp(min=2).long()
         chosen = per_image(x, self.p).flatten().bool()
