@@ -122,7 +122,22 @@ def ink_map(picture: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     side = int(np.clip(round(max(2.5 * width, 1.5 * widest)) + 3, 5, max(size)))
     close = ndimage.grey_closing if dark_ink else ndimage.grey_opening
     paper = close(ndimage.uniform_filter(rgb, (3, 3, 1)), size=(side, side, 1), mode="nearest")
-    return against_paper(rgb, paper, dark_ink)
+    ink = against_paper(rgb, paper, dark_ink)
+    return np.clip(ink - ruled_lines(ink), 0.0, 1.0)
+
+
+def ruled_lines(ink: np.ndarray) -> np.ndarray:
+    """The ink of the lines that run across the whole picture, row by row and column by column: a ruled or
+    squared sheet's lines, however faint or broken by noise, but not a digit's bar, which is wider."""
+    from scipy import ndimage
+
+    lines = np.zeros_like(ink)
+    for axis in (0, 1):
+        # A line covers most of its row; a digit's bar rarely three quarters of it.
+        profile = np.percentile(ink, 25, axis=1 - axis)
+        thick = max(3, round(0.02 * ink.shape[axis]))
+        lines = np.maximum(lines, np.expand_dims(profile - ndimage.grey_opening(profile, size=thick), 1 - axis))
+    return lines
 
 
 def rough_ink(gray: np.ndarray, coarse: np.ndarray, dark_ink: bool, closing: bool = False) -> np.ndarray:
@@ -190,8 +205,9 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     from skimage import filters
 
     otsu = filters.threshold_otsu(ink)
-    # The paper's noise, measured on the paper even where ink covers most of the picture (a fat marker).
-    paper = ink if np.median(ink) < otsu else ink[ink <= otsu]
+    # The paper's noise, measured on the paper alone: ink, with its soft edges, may cover half the picture or
+    # more (a fat marker, a digit cropped to its own box) and would pass for noise.
+    paper = ink[ink <= otsu]
     level = np.median(paper)
     noise = 1.4826 * np.median(np.abs(paper - level)) + 1e-3
     high = max(otsu, level + 5 * noise, MIN_INK / 2)
@@ -297,10 +313,11 @@ def straight_lines(mask: np.ndarray) -> np.ndarray:
         )
         runs = ndimage.uniform_filter1d(joined.astype(np.float32), span, axis=axis) > 1 - 0.5 / span
         runs = ndimage.maximum_filter1d(runs, span, axis=axis) & joined
-        # Only the thin part of a run: a digit's bold bar across the picture is thicker than a ruled line.
+        # Only where the ink itself is thin across the run: a digit's bar across the picture (a digit cropped
+        # to its own box) is thicker than a ruled line, and so is a stroke where a line crosses it.
         thick = max(3, round(0.02 * mask.shape[1 - axis]))
         across = (thick, 1) if axis == 1 else (1, thick)
-        thin = runs & ~ndimage.binary_opening(runs, np.ones(across))
+        thin = runs & ~ndimage.binary_opening(joined, np.ones(across))
         # With the ink along its edges, which would otherwise join the digit to what is left of the line.
         lines |= ndimage.binary_dilation(thin, np.ones((3, 1) if axis == 1 else (1, 3))) & mask
     return lines

@@ -107,6 +107,20 @@ def test_specks_of_dirt_and_a_ruled_line_are_not_part_of_the_digit(tmp_path, cle
     assert similarity(digit, clean) > 0.9
 
 
+def test_a_pencil_digit_on_squared_paper_is_read_without_the_grid(tmp_path, clean):
+    """A school notebook's squares: faint lines across the whole sheet, as dark as the pencil where the
+    noise breaks them up, crossing the digit's strokes."""
+    rng = np.random.default_rng(3)
+    sheet = Image.new("RGB", (600, 600), (240, 240, 240))
+    grid = ImageDraw.Draw(sheet)
+    for at in range(11, 600, 30):  # 5 mm squares on a sheet 10 cm wide
+        grid.line([(0, at), (600, at)], fill=(170, 200, 185), width=2)
+        grid.line([(at, 0), (at, 600)], fill=(170, 200, 185), width=2)
+    pencil = draw(SEVEN, size=(600, 600), pen=0.03, ink=(120, 120, 125)) / 255  # written over the squares
+    photo = np.asarray(sheet, np.float32) * pencil + rng.normal(0, 4, size=(600, 600, 1))
+    assert similarity(load_digit(save(photo, tmp_path / "squared.jpg", quality=85)), clean) > 0.85
+
+
 @pytest.mark.parametrize("pen", [0.02, 0.4], ids=["fine pen", "fat marker"])
 def test_strokes_are_drawn_about_as_wide_as_mnists(tmp_path, clean, pen):
     digit = load_digit(save(draw(SEVEN, pen=pen), tmp_path / "pen.png"))
@@ -290,3 +304,29 @@ def test_a_digit_broken_into_pieces_above_each_other_is_one_digit(tmp_path):
     pixels = (255 - data.data_test.tensors[0][6558, 0].numpy() * 255).astype(np.uint8)
     Image.fromarray(pixels).resize((140, 140)).save(tmp_path / "six.png")
     assert load_digit(tmp_path / "six.png").max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dark_ink", [True, False], ids=["dark ink on paper", "light ink on a dark ground"])
+def test_a_digit_cropped_to_its_own_box_at_a_low_resolution_is_read_whole(tmp_path, test_set, dark_ink):
+    """As postal scans keep digits: 16x16, the digit's longest side filling it, its strokes meeting the
+    picture's edges. None of its strokes is taken for the sheet's edge or a ruled line."""
+    from skimage import transform
+
+    images, _ = test_set
+    misread = []
+    for index in range(40):
+        pixels = images[index, 0].numpy()
+        rows, cols = np.nonzero(pixels > 0.1)
+        crop = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        scale = 16 / max(crop.shape)
+        shape = tuple(max(1, round(side * scale)) for side in crop.shape)
+        small = np.zeros((16, 16), np.float32)
+        top, left = (16 - shape[0]) // 2, (16 - shape[1]) // 2
+        small[top : top + shape[0], left : left + shape[1]] = transform.resize(crop, shape, anti_aliasing=True)
+        shade = 255 * (1 - small if dark_ink else small) / small.max()
+        try:
+            read = load_digit(save(np.repeat(shade[..., None], 3, -1), tmp_path / "postal.png"))
+        except ValueError:
+            read = np.zeros((28, 28), np.float32)
+        misread += [index] if similarity(read, pixels) < 0.7 else []
+    assert len(misread) <= 1, misread
