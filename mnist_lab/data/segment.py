@@ -2,9 +2,11 @@
 
 The steps, each for a way real pictures differ from MNIST's:
 1. the paper's own shade is measured locally, so shadows, lighting gradients and tinted paper are
-   not ink, and coloured ink counts in whichever channel shows it;
+   not ink, and coloured ink counts in whichever channel shows it; the lines of a ruled or squared
+   sheet are taken out of the ink;
 2. ink is what stands out from the paper's noise, kept with its faint connected parts (hysteresis);
-3. ruled lines, specks, the sheet's edge and other marks that are not the digit's strokes are left out;
+3. ruled lines, specks, the sheet's edge and other marks that are not the digit's strokes are left out,
+   yet a digit cropped to its own box keeps the strokes that meet the picture's edges;
 4. strokes wider or thinner, relative to the digit, than MNIST's own range are brought toward MNIST's
    width: a fine pen's thickened, a sharp-edged fat marker's thinned (a blurred scan's left as it is);
 5. the digit is fitted into 20x20 with area-averaged edges and placed in 28x28 by its centre of mass.
